@@ -1,0 +1,167 @@
+"""Reading 2D boxes out of Perception annotation files (legacy JSON and SOLO).
+
+Plain functions: each returns what it found and names what it could not use.
+"""
+import dataclasses
+import math
+import posixpath
+
+LEGACY_BOX_NAMES = {"bounding box", "2d bounding box"}
+LEGACY_BOX_ID = "f9f22e05-443f-4602-a422-ebe4ea9b55cb"
+SOLO_BOX_TYPE = "BoundingBox2DAnnotation"
+SOLO_CAMERA_TYPE = "RGBCamera"
+
+
+class BadInput(ValueError):
+    """An input item that cannot be used: ``reason`` is its category, the message the details."""
+
+    def __init__(self, reason, detail=""):
+        super().__init__("%s: %s" % (reason, detail) if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclasses.dataclass(frozen=True)
+class Box:
+    label_id: int
+    label_name: str     # as the box names it ('' when it does not)
+    x: float
+    y: float
+    width: float
+    height: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Frame:
+    image: str          # image path relative to the dataset root
+    boxes: tuple        # of Box, in pixels, top-left origin, as the dataset wrote them
+    origin: str         # where it was described: annotation file and capture id
+
+
+@dataclasses.dataclass(frozen=True)
+class BoxDefinition:
+    ids: frozenset      # annotation definition ids of the 2D box labeler
+    labels: dict        # {label_id: label_name} from the definition's spec
+
+
+def box_definition(definitions, kind):
+    """Find the 2D bounding box definition in a parsed annotation_definitions.json."""
+    if kind == "legacy":
+        entries = definitions.get("annotation_definitions")
+        matches = [d for d in entries or [] if isinstance(d, dict) and _is_legacy_box(d)]
+    else:
+        entries = definitions.get("annotationDefinitions")
+        matches = [d for d in entries or [] if isinstance(d, dict)
+                   and str(d.get("@type", "")).endswith(SOLO_BOX_TYPE)]
+    if entries is None:
+        raise BadInput("malformed annotation definitions", "no annotation definitions list")
+    if not matches:
+        raise BadInput("no 2D bounding box definition")
+    labels = {}
+    for definition in matches:
+        for item in definition.get("spec") or []:
+            try:
+                labels[int(item["label_id"])] = str(item["label_name"])
+            except (KeyError, TypeError, ValueError):
+                raise BadInput("malformed annotation definitions", "label spec %s" % _short(item))
+    return BoxDefinition(frozenset(str(d.get("id")) for d in matches), labels)
+
+
+def _is_legacy_box(definition):
+    name = str(definition.get("name", "")).strip().lower()
+    return name in LEGACY_BOX_NAMES or str(definition.get("id", "")).lower() == LEGACY_BOX_ID
+
+
+def legacy_frames(captures_doc, definition, origin):
+    """Frames of a legacy captures_*.json document. Returns ([Frame], [(name, BadInput)])."""
+    captures = captures_doc.get("captures") if isinstance(captures_doc, dict) else None
+    if not isinstance(captures, list):
+        raise BadInput("malformed annotation file", "no captures list")
+    frames, bad = [], []
+    for index, capture in enumerate(captures):
+        name = "%s#%s" % (origin, capture.get("id", index) if isinstance(capture, dict) else index)
+        try:
+            frame = _legacy_frame(capture, definition, name)
+        except BadInput as error:
+            bad.append((name, error))
+            continue
+        if frame is not None:
+            frames.append(frame)
+    return frames, bad
+
+
+def _legacy_frame(capture, definition, name):
+    if not isinstance(capture, dict):
+        raise BadInput("malformed capture", "not an object")
+    sensor = capture.get("sensor") or {}
+    filename = capture.get("filename")
+    modality = sensor.get("modality") if isinstance(sensor, dict) else None
+    if modality not in (None, "camera") or not _is_image_name(filename):
+        return None     # lidar and other sensors
+    boxes = []
+    for annotation in capture.get("annotations") or []:
+        if isinstance(annotation, dict) and str(annotation.get("annotation_definition")) in definition.ids:
+            boxes.extend(_box(value, "label_id", "label_name", _legacy_xywh) for value in annotation.get("values") or [])
+    return Frame(image=filename, boxes=tuple(boxes), origin=name)
+
+
+def solo_frames(frame_doc, definition, origin):
+    """Frames (one per RGB camera image) of a SOLO step*.frame_data.json. Returns ([Frame], [(name, BadInput)])."""
+    captures = frame_doc.get("captures") if isinstance(frame_doc, dict) else None
+    if not isinstance(captures, list):
+        raise BadInput("malformed annotation file", "no captures list")
+    folder = posixpath.dirname(origin)
+    frames, bad = [], []
+    for index, capture in enumerate(captures):
+        if not isinstance(capture, dict) or not str(capture.get("@type", "")).endswith(SOLO_CAMERA_TYPE):
+            continue
+        name = "%s#%s" % (origin, capture.get("id", index))
+        try:
+            filename = capture.get("filename")
+            if not _is_image_name(filename):
+                raise BadInput("malformed capture", "camera capture without an image filename")
+            boxes = []
+            for annotation in capture.get("annotations") or []:
+                if isinstance(annotation, dict) and _is_solo_box(annotation, definition):
+                    boxes.extend(_box(value, "labelId", "labelName", _solo_xywh) for value in annotation.get("values") or [])
+            frames.append(Frame(image=posixpath.join(folder, filename), boxes=tuple(boxes), origin=name))
+        except BadInput as error:
+            bad.append((name, error))
+    return frames, bad
+
+
+def _is_solo_box(annotation, definition):
+    return (str(annotation.get("id")) in definition.ids
+            or str(annotation.get("@type", "")).endswith(SOLO_BOX_TYPE))
+
+
+def _is_image_name(filename):
+    return isinstance(filename, str) and filename.lower().endswith((".png", ".jpg", ".jpeg"))
+
+
+def _legacy_xywh(value):
+    return value["x"], value["y"], value["width"], value["height"]
+
+
+def _solo_xywh(value):
+    (x, y), (width, height) = value["origin"], value["dimension"]
+    return x, y, width, height
+
+
+def _box(value, label_key, name_key, xywh):
+    try:
+        label_id = value[label_key]
+        label_name = str(value.get(name_key) or "")
+        numbers = [float(n) for n in xywh(value)]
+    except (KeyError, TypeError, ValueError):
+        raise BadInput("malformed box", _short(value))
+    if isinstance(label_id, bool) or not isinstance(label_id, int) or label_id < 0:
+        raise BadInput("malformed box", "label id is not a non-negative integer: %s" % _short(value))
+    if not all(math.isfinite(n) for n in numbers) or numbers[2] < 0 or numbers[3] < 0:
+        raise BadInput("malformed box", "negative or non-finite size: %s" % _short(value))
+    return Box(label_id, label_name, *numbers)
+
+
+def _short(value, limit=120):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -1,0 +1,105 @@
+"""From one dataset to references of its frames: what each shard writer needs, without pixels."""
+import concurrent.futures
+import dataclasses
+import json
+import logging
+
+from tfproc import annotations, fsutil, labels, layout, report
+
+_READERS = 16   # annotation files read at once; SOLO has one small file per frame
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameRef:
+    key: str        # image path relative to the source: stable, unique in the run
+    image: str      # full path of the image file
+    size: int       # bytes, from the listing
+    boxes: tuple    # of annotations.Box, pixels
+    origin: str     # annotation file and capture that described it
+
+
+@dataclasses.dataclass
+class ParsedDataset:
+    frames: list    # of FrameRef
+    labels: dict    # {label_id: {names}}
+    report: dict    # skipped items found while parsing
+
+
+def parse_dataset(dataset, read=fsutil.read_bytes):
+    """Read a dataset's definitions and annotation files; name whatever cannot be used."""
+    found = report.new()
+
+    def skip(name, reason, detail=""):
+        log.warning("skipped %s: %s%s", name, reason, ": " + detail if detail else "")
+        report.add_skipped(found, name, reason, detail)
+
+    definitions_name = _name(dataset, dataset.definitions)
+    try:
+        definition = annotations.box_definition(
+            _load_json(read, fsutil.join(dataset.root, dataset.definitions)), dataset.kind)
+    except (OSError, ValueError) as error:
+        skip(definitions_name, *_reason(error))
+        return ParsedDataset([], {}, found)
+
+    parse = annotations.legacy_frames if dataset.kind == layout.LEGACY else annotations.solo_frames
+    frames = []
+    for rel, loaded in _load_all(read, dataset):
+        name = _name(dataset, rel)
+        if isinstance(loaded, Exception):
+            skip(name, *_reason(loaded))
+            continue
+        try:
+            parsed, bad = parse(loaded, definition, name)
+        except annotations.BadInput as error:
+            skip(name, *_reason(error))
+            continue
+        for item, error in bad:
+            skip(item, *_reason(error))
+        frames.extend(parsed)
+
+    refs = []
+    for frame in frames:
+        size = dataset.images.get(frame.image)
+        if size is None:
+            skip(frame.origin, "missing image", _name(dataset, frame.image))
+            continue
+        key = _name(dataset, frame.image)
+        refs.append(FrameRef(key, fsutil.join(dataset.root, frame.image), size, frame.boxes, frame.origin))
+    return ParsedDataset(refs, labels.dataset_labels(definition.labels, frames), found)
+
+
+def _name(dataset, rel):
+    return "%s/%s" % (dataset.key_prefix, rel) if dataset.key_prefix else rel
+
+
+def _load_json(read, path):
+    try:
+        return json.loads(read(path))
+    except json.JSONDecodeError as error:
+        raise annotations.BadInput("invalid JSON", str(error))
+    except UnicodeDecodeError as error:
+        raise annotations.BadInput("invalid JSON", str(error))
+
+
+def _load_all(read, dataset):
+    """Yield ``(relative path, parsed JSON or the exception)`` for each annotation file, in order."""
+    def load(rel):
+        try:
+            return _load_json(read, fsutil.join(dataset.root, rel))
+        except (OSError, ValueError) as error:
+            return error
+
+    if len(dataset.annotation_files) <= 1:
+        for rel in dataset.annotation_files:
+            yield rel, load(rel)
+        return
+    with concurrent.futures.ThreadPoolExecutor(_READERS) as pool:
+        yield from zip(dataset.annotation_files, pool.map(load, dataset.annotation_files))
+
+
+def _reason(error):
+    if isinstance(error, annotations.BadInput):
+        return error.reason, error.detail
+    return "unreadable file", str(error)

@@ -1,0 +1,75 @@
+"""Writing one shard: read each frame's image, build its tf.train.Example, stream it to the file."""
+import hashlib
+import logging
+
+from tfproc import boxes as boxes_lib
+from tfproc import fsutil, imageheader, records, report, split
+
+log = logging.getLogger(__name__)
+
+
+def build_example(key, data, image_format, width, height, kept, label_map):
+    """The tf.train.Example of one frame (TF Object Detection API keys)."""
+    class_ids = [box.label_id + label_map.shift for box, *_ in kept]
+    return records.encode_example({
+        "image/encoded": records.bytes_feature([data]),
+        "image/format": records.bytes_feature([image_format]),
+        "image/height": records.int64_feature([height]),
+        "image/width": records.int64_feature([width]),
+        "image/filename": records.bytes_feature([key]),
+        "image/source_id": records.bytes_feature([key]),
+        "image/key/sha256": records.bytes_feature([hashlib.sha256(data).hexdigest()]),
+        "image/object/bbox/xmin": records.float_feature([k[1] for k in kept]),
+        "image/object/bbox/ymin": records.float_feature([k[2] for k in kept]),
+        "image/object/bbox/xmax": records.float_feature([k[3] for k in kept]),
+        "image/object/bbox/ymax": records.float_feature([k[4] for k in kept]),
+        "image/object/class/label": records.int64_feature(class_ids),
+        "image/object/class/text": records.bytes_feature([label_map.names[c] for c in class_ids]),
+        "image/object/area": records.float_feature(
+            [(k[3] - k[1]) * (k[4] - k[2]) for k in kept]),
+        "image/object/is_crowd": records.int64_feature([0] * len(kept)),
+    })
+
+
+def write_shard(split_name, refs, label_map, out, read=fsutil.read_bytes):
+    """Write the frames ``refs`` to the open binary file ``out``; return the shard's report.
+
+    Frames are written in a fixed pseudo-random order, so a shard's bytes depend only on its
+    frames. A key seen twice (two captures naming one image) is written once.
+    """
+    written = report.new()
+    counts = report.split_counts(written, split_name)
+    previous = None
+    for ref in sorted(refs, key=lambda r: (split.order_of(r.key), r.origin)):
+        if ref.key == previous:
+            _skip(written, ref.origin, "duplicate frame", ref.key)
+            continue
+        previous = ref.key
+        try:
+            data = read(ref.image)
+        except OSError as error:
+            _skip(written, ref.key, "unreadable image", str(error))
+            continue
+        try:
+            image_format, width, height = imageheader.read_header(data)
+        except ValueError as error:
+            _skip(written, ref.key, "not a PNG/JPEG image", str(error))
+            continue
+        kept, clipped, dropped = boxes_lib.normalize(ref.boxes, width, height)
+        out.write(records.frame_record(
+            build_example(ref.key, data, image_format, width, height, kept, label_map)))
+        counts["images"] += 1
+        counts["bytes"] += len(data)
+        counts["boxes"] += len(kept)
+        counts["negatives"] += 0 if kept else 1
+        for box, *_ in kept:
+            class_id = str(box.label_id + label_map.shift)
+            counts["classes"][class_id] = counts["classes"].get(class_id, 0) + 1
+        written["boxes_clipped"] += clipped
+        written["boxes_dropped"] += dropped
+    return written
+
+
+def _skip(written, name, reason, detail):
+    log.warning("skipped %s: %s: %s", name, reason, detail)
+    report.add_skipped(written, name, reason, detail)

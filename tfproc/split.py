@@ -1,0 +1,44 @@
+"""Split, shard and order frames by salted hashes of their stable key.
+
+The key is the frame's image path relative to the source, so a frame lands in the same split on
+every re-run, on every runner and with any number of workers. Each decision uses its own salt so
+that the split, the shard and the order within a shard are independent of each other. SHA-256 is
+used (not Python's ``hash``, which is salted per process). Changing a salt or the hash moves frames
+between splits: do it only with a reason, as it changes every output.
+"""
+import hashlib
+
+_SPLIT_SALT = b"tfproc-split-v1:"
+_SHARD_SALT = b"tfproc-shard-v1:"
+_ORDER_SALT = b"tfproc-order-v1:"
+
+TRAIN = "train"
+EVAL = "eval"
+
+
+def _fraction(salt, key):
+    digest = hashlib.sha256(salt + key.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0 ** 64
+
+
+def split_of(key, eval_pct):
+    """'eval' for about ``eval_pct`` percent of keys, 'train' for the rest."""
+    return EVAL if _fraction(_SPLIT_SALT, key) < eval_pct / 100.0 else TRAIN
+
+
+def shard_of(key, num_shards):
+    return int(_fraction(_SHARD_SALT, key) * num_shards)
+
+
+def order_of(key):
+    """A sort key that spreads consecutive frames of a sequence across the shard."""
+    return _fraction(_ORDER_SALT, key), key
+
+
+def num_shards(total_bytes, shard_bytes):
+    """Shards for a split of ``total_bytes``: at least one, each at most about ``shard_bytes``."""
+    return max(1, -(-total_bytes // shard_bytes))
+
+
+def shard_name(split, index, count):
+    return "%s-%05d-of-%05d.tfrecord" % (split, index, count)

@@ -1,0 +1,81 @@
+"""summary.json and the short human summary printed at the end of a run."""
+from tfproc import report as report_lib
+from tfproc import split
+
+
+def build(settings, merged, label_map, shard_counts, elapsed_seconds):
+    splits = {}
+    for name in (split.TRAIN, split.EVAL):
+        counts = merged["splits"].get(name) or report_lib.split_counts(report_lib.new(), name)
+        splits[name] = {
+            "images": counts["images"],
+            "boxes": counts["boxes"],
+            "negatives": counts["negatives"],
+            "bytes": counts["bytes"],
+            "shards": shard_counts.get(name, 0),
+            "pattern": "%s/%s/*.tfrecord" % (settings.output.rstrip("/"), name),
+        }
+    class_boxes = {}
+    for counts in merged["splits"].values():
+        for class_id, boxes in counts["classes"].items():
+            class_boxes[class_id] = class_boxes.get(class_id, 0) + boxes
+    images = sum(s["images"] for s in splits.values())
+    return {
+        "source": settings.source,
+        "output": settings.output,
+        "eval_pct": settings.eval_pct,
+        "eval_share": round(splits[split.EVAL]["images"] / images, 4) if images else 0.0,
+        "splits": splits,
+        "num_classes": label_map.num_classes,
+        "label_id_shift": label_map.shift,
+        "label_name_conflicts": [{"label_id": i, "names": n} for i, n in label_map.conflicts],
+        "classes": [
+            {"id": class_id, "name": name, "boxes": class_boxes.get(str(class_id), 0)}
+            for class_id, name in sorted(label_map.names.items())
+        ],
+        "frames_without_boxes": sum(s["negatives"] for s in splits.values()),
+        "boxes_clipped": merged["boxes_clipped"],
+        "boxes_dropped": merged["boxes_dropped"],
+        "skipped": merged["skipped"],
+        "skipped_total": report_lib.skipped_total(merged),
+        "skipped_examples": [
+            {"item": name, "reason": reason, "detail": detail}
+            for name, reason, detail in merged["skipped_examples"]
+        ],
+        "superseded_attempts": settings.superseded,
+        "elapsed_seconds": round(elapsed_seconds, 1),
+    }
+
+
+def human(summary):
+    """A few lines for the terminal."""
+    train, evaluation = summary["splits"][split.TRAIN], summary["splits"][split.EVAL]
+    lines = [
+        "Converted %d images (%d train, %d eval = %.1f%% eval) with %d boxes in %.0fs."
+        % (train["images"] + evaluation["images"], train["images"], evaluation["images"],
+           100 * summary["eval_share"], train["boxes"] + evaluation["boxes"],
+           summary["elapsed_seconds"]),
+        "num_classes: %d%s" % (
+            summary["num_classes"],
+            " (dataset label ids shifted by +1 because they start at 0)"
+            if summary["label_id_shift"] else ""),
+        "frames without boxes: %d; boxes clipped at the edge: %d; boxes dropped (no area left): %d"
+        % (summary["frames_without_boxes"], summary["boxes_clipped"], summary["boxes_dropped"]),
+    ]
+    if summary["skipped_total"]:
+        reasons = ", ".join("%s %d" % item for item in sorted(summary["skipped"].items()))
+        lines.append("skipped %d items (%s); first ones:" % (summary["skipped_total"], reasons))
+        for example in summary["skipped_examples"][:5]:
+            detail = ": " + example["detail"] if example["detail"] else ""
+            lines.append("  %s: %s%s" % (example["item"], example["reason"], detail))
+    if summary["superseded_attempts"]:
+        lines.append("left out %d earlier attempt(s) of retried instances"
+                     % len(summary["superseded_attempts"]))
+    for conflict in summary["label_name_conflicts"]:
+        lines.append("warning: label id %d has several names: %s"
+                     % (conflict["label_id"], ", ".join(conflict["names"])))
+    lines.append("train: %s (%d shards)" % (train["pattern"], train["shards"]))
+    lines.append("eval:  %s (%d shards)" % (evaluation["pattern"], evaluation["shards"]))
+    lines.append("label map and summary: %s/label_map.pbtxt, %s/summary.json"
+                 % (summary["output"].rstrip("/"), summary["output"].rstrip("/")))
+    return "\n".join(lines)
