@@ -61,8 +61,8 @@ def parse_args(argv):
 
 
 def main(argv=None):
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args, beam_args = parse_args(sys.argv[1:] if argv is None else argv)
+    _configure_logging(beam_args)
     try:
         return run(args, beam_args)
     except UsageError as error:
@@ -122,6 +122,15 @@ def run(args, beam_args):
     return 0
 
 
+def _configure_logging(beam_args):
+    """Beam's job messages matter on Dataflow; locally they are noise (and tracebacks of bad items
+    that the summary names anyway)."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    remote = any("DataflowRunner" in arg for arg in beam_args)
+    logging.getLogger("apache_beam").setLevel(logging.INFO if remote else logging.CRITICAL)
+    logging.getLogger("tfproc").setLevel(logging.WARNING if remote else logging.ERROR)
+
+
 def _is_dir(path):
     return not fsutil.is_remote(path) and os.path.isdir(path)
 
@@ -167,12 +176,12 @@ def _run_pipeline(settings, options):
 
 def _report_failure(settings, error):
     """Turn a failed pipeline into the reason it failed, and the bad items if any were found."""
-    if isinstance(error, (KeyboardInterrupt, pipeline.ConversionFailed)):
+    if isinstance(error, KeyboardInterrupt):
         return
     message = str(error)
     marker = "ConversionFailed: "
-    if marker in message:
-        reason = message.split(marker, 1)[1].strip().splitlines()[0]
+    if isinstance(error, pipeline.ConversionFailed) or marker in message:
+        reason = message.split(marker, 1)[-1].strip().splitlines()[0].split(" [while running")[0]
         try:
             staged = json.loads(fsutil.read_bytes(fsutil.join(settings.staging, pipeline.SUMMARY)))
             for example in staged["skipped_examples"][:10]:
@@ -182,7 +191,8 @@ def _report_failure(settings, error):
             pass
         raise pipeline.ConversionFailed(reason) from None
     lines = [line for line in message.strip().splitlines() if line.strip()]
-    raise pipeline.ConversionFailed("the pipeline failed: %s" % (lines[-1] if lines else type(error).__name__)) from error
+    raise pipeline.ConversionFailed(
+        "the pipeline failed: %s" % (lines[-1] if lines else type(error).__name__)) from error
 
 
 class Progress:

@@ -64,10 +64,10 @@ def human(summary):
     ]
     if summary["skipped_total"]:
         reasons = ", ".join("%s %d" % item for item in sorted(summary["skipped"].items()))
-        lines.append("skipped %d items (%s); first ones:" % (summary["skipped_total"], reasons))
-        for example in summary["skipped_examples"][:5]:
+        lines.append("skipped %d items (%s); the first ones:" % (summary["skipped_total"], reasons))
+        for example in summary["skipped_examples"][:10]:
             detail = ": " + example["detail"] if example["detail"] else ""
-            lines.append("  %s: %s%s" % (example["item"], example["reason"], detail))
+            lines.append("warning: skipped %s: %s%s" % (example["item"], example["reason"], detail))
     if summary["superseded_attempts"]:
         lines.append("left out %d earlier attempt(s) of retried instances"
                      % len(summary["superseded_attempts"]))
