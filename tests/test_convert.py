@@ -171,12 +171,24 @@ def test_shards_are_named_sized_and_complete(converted):
     assert not [p for p in os.listdir(out) if p.startswith(".staging")]
 
 
-def test_eval_share_and_split_are_stable_across_runs_and_runners(bad_run, converted, tmp_path):
+def test_same_split_and_same_bytes_on_another_runner(bad_run, converted, tmp_path):
     again = tmp_path / "again"
-    assert convert("--source", bad_run["run"], "--eval-pct", 30, "--output", again, *FAST) == 0
-    eval_keys = sorted(r["image/source_id"] for r in converted["eval"])
-    assert sorted(r["image/source_id"] for r in read_records(str(again / "eval" / "*.tfrecord"))) == eval_keys
+    assert convert("--source", bad_run["run"], "--eval-pct", 30, "--shard-size-mb", 0.002, "--output", again,
+                   "--direct_running_mode=multi_processing", "--direct_num_workers=2") == 0
+    first, second = converted["out"], again
+    names = [os.path.relpath(p, first) for p in tfrecords_under(first)]
+    assert names == [os.path.relpath(p, second) for p in tfrecords_under(second)]
+    for name in names:
+        assert (first / name).read_bytes() == (second / name).read_bytes()
+    eval_keys = [r["image/source_id"] for r in converted["eval"]]
     assert 0 < len(eval_keys) < len(bad_run["expected"])
+
+
+def test_split_does_not_depend_on_shard_sizes(bad_run, converted, tmp_path):
+    other = tmp_path / "other"
+    assert convert("--source", bad_run["run"], "--eval-pct", 30, "--output", other, *FAST) == 0
+    assert (sorted(r["image/source_id"] for r in read_records(str(other / "eval" / "*.tfrecord")))
+            == sorted(r["image/source_id"] for r in converted["eval"]))
 
 
 def test_existing_output_is_refused_then_replaced_with_overwrite(bad_run, converted, tmp_path, capsys):

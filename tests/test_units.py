@@ -171,13 +171,13 @@ def test_header_rejects_other_formats():
 
 def test_examples_parse_in_tensorflow():
     import tensorflow as tf
-    data = records.encode_example({
+    data = b"".join(records.encode_example({
         "b": records.bytes_feature([b"\x00\xff", "é"]),
         "f": records.float_feature([0.25, 1.0]),
         "i": records.int64_feature([0, -1, 2 ** 40]),
         "empty_i": records.int64_feature([]),
         "empty_f": records.float_feature([]),
-    })
+    }))
     example = tf.train.Example.FromString(data)
     feature = example.features.feature
     assert list(feature["b"].bytes_list.value) == [b"\x00\xff", "é".encode()]
@@ -192,8 +192,9 @@ def test_examples_parse_in_tensorflow():
 def test_record_framing_reads_in_tf_data(tmp_path):
     import tensorflow as tf
     path = tmp_path / "x.tfrecord"
-    path.write_bytes(records.frame_record(b"one") + records.frame_record(b"") + records.frame_record(b"x" * 70000))
-    assert [r.numpy() for r in tf.data.TFRecordDataset(str(path))] == [b"one", b"", b"x" * 70000]
+    chunks = records.frame_record([b"one"]) + records.frame_record([]) + records.frame_record([b"x" * 70000, b"yz"])
+    path.write_bytes(b"".join(chunks))
+    assert [r.numpy() for r in tf.data.TFRecordDataset(str(path))] == [b"one", b"", b"x" * 70000 + b"yz"]
 
 
 # -- layout ----------------------------------------------------------------------------------

@@ -136,13 +136,15 @@ def _is_dir(path):
 
 
 def _pipeline_options(beam_args):
+    """Beam's options; a local run uses every core, in threads: the heavy work (reading, hashing,
+    writing) releases the GIL, and threads start faster than worker processes (see benchmarks/)."""
     options = PipelineOptions(beam_args)
     if options.view_as(StandardOptions).runner is None:
         direct = options.view_as(DirectOptions)
         if "--direct_num_workers" not in " ".join(beam_args):
             direct.direct_num_workers = 0           # every core
         if "--direct_running_mode" not in " ".join(beam_args):
-            direct.direct_running_mode = "multi_processing"
+            direct.direct_running_mode = "multi_threading"
     return options
 
 

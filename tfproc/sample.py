@@ -58,9 +58,10 @@ def random_boxes(rng, width, height):
     return boxes
 
 
-def write_dataset(root, frames, width, height, rng, captures_per_file=4, png=None):
+def write_dataset(root, frames, width, height, rng, captures_per_file=4, pngs=None):
     """Write one legacy Perception dataset under ``root`` (an attempt folder); return its frames.
 
+    ``pngs``: images to use in turn instead of making a new one per frame.
     Returns ``[(image path relative to root, [box dicts])]``.
     """
     dataset, rgb = "Dataset%08x" % rng.getrandbits(32), "RGB%08x" % rng.getrandbits(32)
@@ -78,7 +79,7 @@ def write_dataset(root, frames, width, height, rng, captures_per_file=4, png=Non
     for step in range(frames):
         image = "%s/rgb_%d.png" % (rgb, step + 2)
         with open(os.path.join(root, image), "wb") as f:
-            f.write(png if png is not None else noisy_png(width, height, rng))
+            f.write(pngs[step % len(pngs)] if pngs else noisy_png(width, height, rng))
         boxes = random_boxes(rng, width, height)
         written.append((image, boxes))
         captures.append({
@@ -106,16 +107,16 @@ def make_run(run_dir, app_params=3, instances=2, frames=6, width=320, height=240
     ``same_image`` reuses one noisy image for every frame (fast to make, for large benchmarks).
     """
     rng = random.Random(seed)
-    png = noisy_png(width, height, rng) if same_image else None
+    pngs = [noisy_png(width, height, rng)] if same_image else None
     expected = {}
     for a in range(app_params):
         for i in range(instances):
             instance = os.path.join(run_dir, "urn:app_params:AP%d" % a, "instance:%d" % i)
             # a failed first attempt with partial data, superseded by attempt:1
             write_dataset(os.path.join(instance, "attempt:0"), max(1, frames // 2), width, height,
-                          rng, png=png)
+                          rng, pngs=pngs)
             final = write_dataset(os.path.join(instance, "attempt:1"), frames, width, height, rng,
-                                  png=png)
+                                  pngs=pngs)
             prefix = "urn:app_params:AP%d/instance:%d/attempt:1/" % (a, i)
             for image, boxes in final:
                 expected[prefix + image] = boxes

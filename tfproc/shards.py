@@ -9,7 +9,7 @@ log = logging.getLogger(__name__)
 
 
 def build_example(key, data, image_format, width, height, kept, label_map):
-    """The tf.train.Example of one frame (TF Object Detection API keys)."""
+    """The tf.train.Example of one frame (TF Object Detection API keys), as chunks."""
     class_ids = [box.label_id + label_map.shift for box, *_ in kept]
     return records.encode_example({
         "image/encoded": records.bytes_feature([data]),
@@ -56,8 +56,9 @@ def write_shard(split_name, refs, label_map, out, read=fsutil.read_bytes):
             _skip(written, ref.key, "not a PNG/JPEG image", str(error))
             continue
         kept, clipped, dropped = boxes_lib.normalize(ref.boxes, width, height)
-        out.write(records.frame_record(
-            build_example(ref.key, data, image_format, width, height, kept, label_map)))
+        for chunk in records.frame_record(
+                build_example(ref.key, data, image_format, width, height, kept, label_map)):
+            out.write(chunk)
         counts["images"] += 1
         counts["bytes"] += len(data)
         counts["boxes"] += len(kept)
