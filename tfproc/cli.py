@@ -9,7 +9,7 @@ import time
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions,
-                                                  StandardOptions)
+                                                  StandardOptions, TestOptions)
 
 from tfproc import fsutil, layout, pipeline, split
 from tfproc import summary as summary_lib
@@ -109,6 +109,10 @@ def run(args, beam_args):
             fsutil.makedirs(fsutil.join(settings.staging, split_name))
         pipeline.write_manifest(settings, found.datasets)
         _run_pipeline(settings, options)
+        if options.view_as(TestOptions).dry_run:
+            fsutil.delete_tree(settings.staging)
+            print("Dry run: the %s job was built and not run; nothing was written." % _runner(options))
+            return 0
     except BaseException as error:
         try:
             _report_failure(settings, error)
@@ -129,6 +133,10 @@ def _configure_logging(beam_args):
     remote = any("DataflowRunner" in arg for arg in beam_args)
     logging.getLogger("apache_beam").setLevel(logging.INFO if remote else logging.CRITICAL)
     logging.getLogger("tfproc").setLevel(logging.WARNING if remote else logging.ERROR)
+
+
+def _runner(options):
+    return options.view_as(StandardOptions).runner or "DirectRunner"
 
 
 def _is_dir(path):
@@ -153,7 +161,7 @@ def _check_arguments(args, options, source, output):
         raise UsageError("--eval-pct must be between 0 and 100, got %g" % args.eval_pct)
     if args.shard_size_mb <= 0:
         raise UsageError("--shard-size-mb must be positive, got %g" % args.shard_size_mb)
-    runner = options.view_as(StandardOptions).runner or "DirectRunner"
+    runner = _runner(options)
     if "Dataflow" in runner:
         for name, path in (("--source", source), ("--output", output)):
             if not path.startswith("gs://"):
@@ -170,8 +178,11 @@ def _run_pipeline(settings, options):
     progress = Progress(settings)
     progress.start()
     try:
-        with beam.Pipeline(options=options) as p:
-            pipeline.build_pipeline(p, settings)
+        p = beam.Pipeline(options=options)
+        pipeline.build_pipeline(p, settings)
+        result = p.run()
+        result.wait_until_finish()   # raises if the job failed, on every runner
+        return result
     finally:
         progress.stop()
 

@@ -1,0 +1,1 @@
+"""Launch and follow Unity Simulation transfers and AI Platform training jobs."""

@@ -1,0 +1,99 @@
+"""Small fake HTTP services on 127.0.0.1 for the real clients to talk to, and credentials for them."""
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+TOKEN = "fake-access-token"
+
+
+class FakeServer:
+    """Routes ``(METHOD, path regex) -> handler(request) -> (status, json body)``; logs every request.
+
+    A handler gets a dict: method, path, query (dict of lists), headers, body (parsed JSON or None),
+    match (the regex match). It may also return (status, body, headers).
+    """
+
+    def __init__(self):
+        self.routes = []
+        self.requests = []
+        self.route("POST", r"/token", lambda r: (200, {"access_token": TOKEN, "expires_in": 3600,
+                                                       "token_type": "Bearer"}))
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _handle(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                url = urlparse(self.path)
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:
+                    body = raw.decode("utf-8", "replace")
+                request = {"method": self.command, "path": url.path, "query": parse_qs(url.query),
+                           "headers": dict(self.headers), "body": body}
+                server.requests.append(request)
+                for method, pattern, handler in reversed(server.routes):
+                    match = re.fullmatch(pattern, url.path)
+                    if method == self.command and match:
+                        request["match"] = match
+                        result = handler(request)
+                        break
+                else:
+                    result = (404, {"error": {"code": 404, "message": "no route for %s %s" % (self.command, url.path),
+                                              "status": "NOT_FOUND"}})
+                status, payload = result[0], result[1]
+                headers = result[2] if len(result) > 2 else {}
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d" % self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def route(self, method, pattern, handler):
+        """Add a route; later routes win over earlier ones."""
+        self.routes.append((method, pattern, handler))
+
+    def calls(self, method=None, path_pattern=None):
+        return [r for r in self.requests
+                if (method is None or r["method"] == method)
+                and (path_pattern is None or re.fullmatch(path_pattern, r["path"]))]
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *args):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def write_service_account(path, token_uri, project="test-project"):
+    """A service-account key file (with a fresh RSA key) whose token endpoint is ``token_uri``."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    info = {
+        "type": "service_account", "project_id": project, "private_key_id": "test-key",
+        "private_key": pem, "client_email": "tester@%s.iam.gserviceaccount.com" % project,
+        "client_id": "1", "token_uri": token_uri,
+    }
+    with open(path, "w") as f:
+        json.dump(info, f)
+    return path
