@@ -18,6 +18,7 @@ setuptools.setup(
         "google-auth>=2.20",
         "requests>=2.28",
         "click>=8.0",
+        "pyyaml>=5.4",
     ],
     extras_require={
         # Reading records back (tests, inspect) uses TensorFlow itself.
@@ -27,6 +28,7 @@ setuptools.setup(
     entry_points={
         "console_scripts": [
             "tfproc-convert=tfproc.cli:main",
+            "synthdet-launcher=launcher.cli:main",
         ],
     },
 )

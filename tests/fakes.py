@@ -14,7 +14,7 @@ TOKEN = "fake-access-token"
 class FakeServer:
     """Routes ``(METHOD, path regex) -> handler(request) -> (status, json body)``; logs every request.
 
-    A handler gets a dict: method, path, query (dict of lists), headers, body (parsed JSON or None),
+    A handler gets a dict: method, path, query (dict of lists), headers (lower-case names), body (parsed JSON or None),
     match (the regex match). It may also return (status, body, headers).
     """
 
@@ -38,7 +38,7 @@ class FakeServer:
                 except ValueError:
                     body = raw.decode("utf-8", "replace")
                 request = {"method": self.command, "path": url.path, "query": parse_qs(url.query),
-                           "headers": dict(self.headers), "body": body}
+                           "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
                 server.requests.append(request)
                 for method, pattern, handler in reversed(server.routes):
                     match = re.fullmatch(pattern, url.path)

@@ -282,3 +282,27 @@ def test_labels_starting_at_zero_are_shifted(tmp_path):
     for record in read_records(str(run / "output" / "train" / "*.tfrecord")):
         key = record["image/source_id"].decode()
         assert_boxes_equal(record_boxes(record), expected_boxes(expected[key]))
+
+
+def test_a_retried_shard_writes_one_file_with_the_same_bytes(tmp_path):
+    """A worker retry of a bundle rewrites the same staged shard; no second copy, no temp left."""
+    import time
+    from tfproc import labels, pipeline
+    from tfproc.annotations import Box
+    from tfproc.frames import FrameRef
+
+    image = tmp_path / "a.png"
+    image.write_bytes(sample.noisy_png(16, 12, __import__("random").Random(1)))
+    settings = pipeline.Settings(str(tmp_path), str(tmp_path / "out"), str(tmp_path / "out" / ".staging-t"),
+                                 20.0, 1 << 20, False, time.time())
+    (tmp_path / "out" / ".staging-t" / "train").mkdir(parents=True)
+    refs = [FrameRef("a.png", str(image), image.stat().st_size, (Box(1, "x", 1, 1, 4, 4),), "c#0")]
+    label_map = labels.build_label_map({1: {"x"}})
+    writer = pipeline.WriteShard(settings)
+    first = list(writer.process((("train", 0, 1), refs), label_map))
+    data = (tmp_path / "out" / ".staging-t" / "train" / "train-00000-of-00001.tfrecord").read_bytes()
+    second = list(writer.process((("train", 0, 1), refs), label_map))
+    assert first == second
+    assert os.listdir(tmp_path / "out" / ".staging-t" / "train") == ["train-00000-of-00001.tfrecord"]
+    assert (tmp_path / "out" / ".staging-t" / "train" / "train-00000-of-00001.tfrecord").read_bytes() == data
+    assert len(read_records(str(tmp_path / "out" / ".staging-t" / "train" / "*.tfrecord"))) == 1

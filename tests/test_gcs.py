@@ -1,50 +1,18 @@
 """gs:// in and out, against a GCS-protocol server on loopback (gcp-storage-emulator)."""
 import json
-import os
 import pathlib
-import socket
 
 import pytest
 
 from tfproc import sample
-from conftest import convert, read_records
-from fakes import FakeServer, write_service_account
-
-BUCKET = "synthdet-test"
+from conftest import BUCKET, convert, read_records
 RUN_PATH = ("projects/0c3b3e1a-5f2e-4b55-9a3c-6a5d1c2e7f10/run_executions/"
             "urn:run_definitions:El64GVP/urn:run_executions:5M6wq80")
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def gcs(tmp_path_factory):
-    """A GCS emulator and credentials whose token endpoint is a fake, both on 127.0.0.1."""
-    from gcp_storage_emulator.server import create_server
-    from google.cloud import storage
-
-    saved = dict(os.environ)
-    port = _free_port()
-    server = create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
-    server.start()
-    with FakeServer() as google:
-        os.environ.update({
-            "STORAGE_EMULATOR_HOST": "http://127.0.0.1:%d" % port,
-            "GOOGLE_APPLICATION_CREDENTIALS": write_service_account(
-                str(tmp_path_factory.mktemp("creds") / "sa.json"), google.url + "/token"),
-            "GOOGLE_CLOUD_PROJECT": "test-project",
-            "NO_GCE_CHECK": "true",
-        })
-        try:
-            yield storage.Client(project="test-project")
-        finally:
-            server.stop()
-            os.environ.clear()
-            os.environ.update(saved)
+def gcs(cloud):
+    return cloud.storage
 
 
 def upload_tree(client, local_root, prefix):
@@ -95,6 +63,19 @@ def test_gs_to_gs_matches_the_local_conversion(gcs, tmp_path):
 
     # a second run refuses to overwrite the bucket's output
     assert convert("--source", source, "--eval-pct", 25) == 2
+
+    # the output folder is what the launcher trains on
+    from click.testing import CliRunner
+    from launcher.cli import main as launcher
+    result = CliRunner().invoke(launcher, [
+        "train", "--dry-run", "--project", "test-project", "--dataset", source + "/output",
+        "--job-dir", "gs://%s/models/e2e" % BUCKET, "--job-id", "e2e", "--num-eval-images", "0"])
+    assert result.exit_code == 0, result.stderr
+    body = json.loads(result.stdout.split("(not sent):\n", 1)[1].split("\n\nThe same with gcloud", 1)[0])
+    args = body["trainingInput"]["args"]
+    assert "--training_data_path=%s/output/train/*.tfrecord" % source in args
+    assert "--validation_data_path=%s/output/eval/*.tfrecord" % source in args
+    assert "--num_classes=%d" % len(sample.LABELS) in args
 
 
 def test_gs_source_without_a_dataset(gcs, capsys):

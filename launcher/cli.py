@@ -1,0 +1,288 @@
+"""``python -m launcher``: Unity Simulation transfers and AI Platform training jobs, start to finish."""
+import json
+import sys
+import time
+
+import click
+
+from launcher import aiplatform, cloudlogging, jobspec, storage, usim
+from launcher.errors import LauncherError
+
+DEPRECATION = ("Note: Google shut down legacy AI Platform Training (the ml v1 API) on 2025-01-31; "
+               "its successor is Vertex AI custom jobs. Use --api-endpoint or "
+               "CLOUDSDK_API_ENDPOINT_OVERRIDES_ML for an endpoint that still serves ml v1.")
+
+
+class Group(click.Group):
+    """Shows LauncherError as one line and exits with its code; no traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except LauncherError as error:
+            click.echo("error: %s" % error, err=True)
+            sys.exit(error.exit_code)
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+def main():
+    """Move a Unity Simulation run into your bucket, then train the built-in object detector on
+    AI Platform and follow the job (seed 003, phases 1 and 3).
+
+    \b
+    The flow:
+      python -m launcher transfer --run-definition-id D --run-execution-id E --bucket B --wait
+      python main.py --source gs://B/projects/.../urn:run_executions:E --eval-pct 20 --runner DataflowRunner ...
+      python -m launcher train --project P --dataset gs://.../output --job-dir gs://.../model
+      python -m launcher logs JOB --follow
+    """
+
+
+# -- Unity Simulation ---------------------------------------------------------------------------
+
+def _usim_options(command):
+    command = click.option("--api-url", help="Unity Simulation API (default: USIM_API_URL or %s)" % usim.DEFAULT_API)(command)
+    command = click.option("--token", help="access token (default: USIM_ACCESS_TOKEN or ~/.usim/token.json)")(command)
+    command = click.option("--project-id", help="Unity project id (default: USIM_PROJECT_ID or ~/.usim/project_id.txt)")(command)
+    return command
+
+
+def _transfer_client(api_url, token, project_id):
+    return usim.TransferClient(usim.resolve_api_url(api_url), usim.resolve_project_id(project_id),
+                               usim.resolve_token(token))
+
+
+def _print_transfer(transfer):
+    click.echo("transfer %s: %s" % (usim.transfer_id(transfer), usim.transfer_status(transfer) or "unknown"))
+
+
+@main.command()
+@click.option("--run-definition-id", required=True, help="the run's definition id (`usim get runs`)")
+@click.option("--run-execution-id", required=True, help="the run's execution id (`usim get runs`)")
+@click.option("--bucket", required=True, help="your GCS bucket (name only, without gs://)")
+@click.option("--wait", is_flag=True, help="poll until the transfer ends; exit 0 only on success")
+@click.option("--timeout", default=6 * 3600, show_default=True, type=int, help="seconds to wait at most")
+@click.option("--interval", default=15.0, show_default=True, type=float, help="seconds between polls")
+@_usim_options
+def transfer(run_definition_id, run_execution_id, bucket, wait, timeout, interval, api_url, token, project_id):
+    """Ask Unity Simulation to copy a run into your bucket.
+
+    The bucket must first grant Unity's transfer service accounts access (seed 003, phase 1).
+    """
+    bucket = bucket[len("gs://"):] if bucket.startswith("gs://") else bucket
+    client = _transfer_client(api_url, token, project_id)
+    started = client.start(bucket.strip("/"), run_definition_id, run_execution_id)
+    _print_transfer(started)
+    transfer_id = usim.transfer_id(started)
+    if not wait:
+        click.echo("follow it with: python -m launcher transfer-status %s" % transfer_id)
+        return
+    if usim.transfer_status(started) in usim.TERMINAL and usim.transfer_status(started) != "success":
+        raise LauncherError("data transfer %s failed: %s" % (transfer_id, started.get("message") or "no message given"))
+    began = time.monotonic()
+    done = client.wait(transfer_id, timeout, interval, on_poll=lambda t: click.echo(
+        "[%5.0fs] transfer %s: %s" % (time.monotonic() - began, transfer_id, usim.transfer_status(t)), err=True))
+    click.echo("transfer %s: %s; the run is in gs://%s/projects/%s/run_executions/urn:run_definitions:%s/"
+               "urn:run_executions:%s" % (transfer_id, usim.transfer_status(done), bucket, client.project_id,
+                                          run_definition_id, run_execution_id))
+
+
+@main.command("transfer-status")
+@click.argument("transfer_id")
+@_usim_options
+def transfer_status(transfer_id, api_url, token, project_id):
+    """Show one data transfer."""
+    transfer = _transfer_client(api_url, token, project_id).get(transfer_id)
+    click.echo(json.dumps(transfer, indent=2, sort_keys=True))
+
+
+# -- AI Platform training ---------------------------------------------------------------------
+
+def _project_option(command):
+    return click.option("--project", envvar="GOOGLE_CLOUD_PROJECT", required=True,
+                        help="Google Cloud project (default: GOOGLE_CLOUD_PROJECT)")(command)
+
+
+def _endpoint_option(command):
+    return click.option("--api-endpoint",
+                        help="ml API endpoint (default: CLOUDSDK_API_ENDPOINT_OVERRIDES_ML or Google's)")(command)
+
+
+def _hyperparameter_options(command):
+    for name, default in reversed(list(jobspec.HYPERPARAMETERS.items())):
+        command = click.option("--" + name.replace("_", "-"), name, default=default, show_default=True,
+                               type=type(default), help="algorithm argument --%s" % name)(command)
+    return command
+
+
+@main.command()
+@_project_option
+@click.option("--dataset", help="a conversion output folder (gs://.../output): data patterns, "
+                                "num_classes and validation images come from its summary.json")
+@click.option("--job-dir", required=True, help="gs:// folder for the model and checkpoints")
+@click.option("--region", default="us-central1", show_default=True)
+@click.option("--job-id", help="default: synthdet_<yyyymmdd_HHMMSS>")
+@click.option("--accelerator", type=click.Choice(["tpu", "gpu"]), default="tpu", show_default=True,
+              help="tpu: the seed's P100 master and one cloud_tpu worker with 8 TPU_V2; gpu: one P100 machine")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="a gcloud config.yaml with trainingInput (replaces --accelerator)")
+@click.option("--training-data", help="training TFRecord pattern (overrides --dataset)")
+@click.option("--validation-data", help="validation TFRecord pattern (overrides --dataset)")
+@click.option("--num-classes", type=int, help="overrides the dataset's num_classes")
+@_hyperparameter_options
+@click.option("--arg", "extra_args", multiple=True, metavar="NAME=VALUE",
+              help="any other algorithm argument, e.g. --arg learning_rate_decay_type=cosine (repeatable)")
+@click.option("--resume", is_flag=True, help="allow a job dir that holds files: the job resumes from its checkpoints")
+@click.option("--dry-run", is_flag=True, help="print the request and the gcloud command; send nothing")
+@_endpoint_option
+def train(project, dataset, job_dir, region, job_id, accelerator, config_path, training_data, validation_data,
+          num_classes, extra_args, resume, dry_run, api_endpoint, **hyperparameters):
+    """Submit the built-in image object detection training job.
+
+    Everything is checked before anything is sent: the job id, the job dir (refused if it holds
+    files, unless --resume), num_classes against the label map, num_eval_images against the
+    validation images, image_size.
+    """
+    facts = {"training_data_path": None, "validation_data_path": None, "num_classes": None,
+             "validation_images": None, "label_ids": []}
+    if dataset:
+        summary = storage.read_text(storage.join(dataset, "summary.json"), project)
+        label_map = storage.read_text(storage.join(dataset, "label_map.pbtxt"), project, missing_ok=True)
+        facts = jobspec.dataset_facts(summary, label_map, dataset.rstrip("/"))
+    facts["training_data_path"] = training_data or facts["training_data_path"]
+    facts["validation_data_path"] = validation_data or facts["validation_data_path"]
+    facts["num_classes"] = num_classes if num_classes is not None else facts["num_classes"]
+    if facts["num_classes"] is None:
+        raise LauncherError("no num_classes: pass --dataset (a conversion output) or --num-classes", exit_code=2)
+
+    job_id = job_id or time.strftime("synthdet_%Y%m%d_%H%M%S")
+    args = jobspec.algorithm_args(facts, hyperparameters, extra_args)
+    jobspec.check(job_id, job_dir, args, facts)
+    if config_path:
+        with open(config_path) as f:
+            machines = jobspec.machines_from_config(f.read(), config_path)
+    else:
+        machines = jobspec.MACHINES[accelerator]
+    body = jobspec.job_body(job_id, region, job_dir.rstrip("/"), machines, args)
+
+    existing = storage.first_file(job_dir, project)
+    if existing and not resume:
+        raise LauncherError("%s already holds files (%s): the job would resume from its checkpoints. "
+                            "Pass --resume to do that (with a larger --max-steps), or use an empty --job-dir"
+                            % (job_dir, existing), exit_code=2)
+
+    if dry_run:
+        click.echo("POST projects/%s/jobs (not sent):" % project)
+        click.echo(json.dumps(body, indent=2))
+        click.echo("\nThe same with gcloud (config.yaml as below):\n")
+        click.echo(jobspec.gcloud_command(body, config_path or "config.yaml"))
+        if not config_path:
+            click.echo("\n# config.yaml\n" + jobspec.config_yaml(body))
+        return
+
+    click.echo(DEPRECATION, err=True)
+    job, created = aiplatform.Jobs(project, api_endpoint).create(body)
+    click.echo("%s job %s (%s)" % ("submitted" if created else "already submitted:", job_id, job.get("state", "QUEUED")))
+    click.echo("console: %s" % aiplatform.console_url(project, job_id))
+    click.echo("follow it with:\n"
+               "  python -m launcher status %s --project %s\n"
+               "  python -m launcher logs %s --project %s --follow\n"
+               "  gcloud ai-platform jobs describe %s --project %s\n"
+               "  gcloud ai-platform jobs stream-logs %s --project %s"
+               % ((job_id, project) * 4))
+
+
+# -- following a job --------------------------------------------------------------------------
+
+def _describe(job):
+    lines = ["job %s: %s" % (job.get("jobId"), job.get("state"))]
+    for key in ("createTime", "startTime", "endTime"):
+        if job.get(key):
+            lines.append("  %s: %s" % (key, job[key]))
+    if job.get("errorMessage"):
+        lines.append("  error: %s" % job["errorMessage"])
+    consumed = (job.get("trainingOutput") or {}).get("consumedMLUnits")
+    if consumed is not None:
+        lines.append("  consumed ML units: %s" % consumed)
+    return "\n".join(lines)
+
+
+@main.command()
+@click.argument("job_id")
+@_project_option
+@_endpoint_option
+def status(job_id, project, api_endpoint):
+    """Show a job's state, times and error."""
+    click.echo(_describe(aiplatform.Jobs(project, api_endpoint).get(job_id)))
+
+
+@main.command()
+@click.argument("job_id")
+@_project_option
+@click.option("--interval", default=60.0, show_default=True, type=float, help="seconds between polls")
+@_endpoint_option
+def wait(job_id, project, interval, api_endpoint):
+    """Poll until the job ends; exit 0 only if it SUCCEEDED."""
+    jobs = aiplatform.Jobs(project, api_endpoint)
+    began, last = time.monotonic(), None
+    while True:
+        job = jobs.get(job_id)
+        state = job.get("state")
+        if state != last:
+            click.echo("[%5.0fs] job %s: %s" % (time.monotonic() - began, job_id, state), err=True)
+            last = state
+        if state in aiplatform.TERMINAL:
+            break
+        time.sleep(interval)
+    click.echo(_describe(job))
+    if state != "SUCCEEDED":
+        raise LauncherError("job %s ended %s%s" % (job_id, state, ": " + job["errorMessage"] if job.get("errorMessage") else ""))
+
+
+@main.command()
+@click.argument("job_id")
+@_project_option
+@click.option("--follow", is_flag=True, help="keep printing new entries until the job ends")
+@click.option("--interval", default=15.0, show_default=True, type=float, help="seconds between polls with --follow")
+@click.option("--logging-endpoint", help="Cloud Logging endpoint (default: CLOUDSDK_API_ENDPOINT_OVERRIDES_LOGGING or Google's)")
+@_endpoint_option
+def logs(job_id, project, follow, interval, logging_endpoint, api_endpoint):
+    """Print the job's log entries from Cloud Logging."""
+    reader = cloudlogging.Logs(project, logging_endpoint)
+    jobs = aiplatform.Jobs(project, api_endpoint) if follow else None
+    seen, after = set(), None
+    while True:
+        ended = follow and jobs.get(job_id).get("state") in aiplatform.TERMINAL
+        for entry in reader.entries(job_id, after):
+            key = entry.get("insertId") or json.dumps(entry, sort_keys=True)
+            if key in seen:
+                continue
+            seen.add(key)
+            after = entry.get("timestamp") or after
+            click.echo(cloudlogging.format_entry(entry))
+        if not follow or ended:
+            return
+        time.sleep(interval)
+
+
+@main.command()
+@click.argument("job_id")
+@_project_option
+@_endpoint_option
+def cancel(job_id, project, api_endpoint):
+    """Cancel a job."""
+    aiplatform.Jobs(project, api_endpoint).cancel(job_id)
+    click.echo("cancel requested for job %s" % job_id)
+
+
+@main.command("list")
+@_project_option
+@click.option("--limit", default=20, show_default=True, type=int)
+@_endpoint_option
+def list_jobs(project, limit, api_endpoint):
+    """List the project's most recent jobs."""
+    for job in aiplatform.Jobs(project, api_endpoint).list(limit):
+        click.echo("%-40s %-10s %s" % (job.get("jobId"), job.get("state"), job.get("createTime", "")))

@@ -1,0 +1,14 @@
+"""The one exception the launcher shows to users: a line that says what is wrong and what to do."""
+
+
+class LauncherError(Exception):
+    """Printed as ``error: <message>``; ``exit_code`` 2 for bad arguments, 1 for failures."""
+
+    def __init__(self, message, exit_code=1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class UsageError(LauncherError):
+    def __init__(self, message):
+        super().__init__(message, exit_code=2)

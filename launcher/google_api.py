@@ -1,0 +1,63 @@
+"""Google API clients with Application Default Credentials, gcloud's endpoint overrides and one-line errors."""
+import json
+import os
+
+from launcher.errors import LauncherError
+
+SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
+RETRIES = 5   # 429 and 5xx, with googleapiclient's exponential backoff
+
+
+def credentials():
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+    try:
+        creds, _ = google.auth.default(scopes=SCOPES)
+    except DefaultCredentialsError:
+        raise LauncherError("no Google credentials found: run `gcloud auth application-default login`, "
+                            "or set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file")
+    return creds
+
+
+def endpoint(api, override=None):
+    """``--api-endpoint``, else gcloud's ``CLOUDSDK_API_ENDPOINT_OVERRIDES_<API>``, else the default."""
+    return override or os.environ.get("CLOUDSDK_API_ENDPOINT_OVERRIDES_" + api.upper()) or None
+
+
+def build(api, version, api_endpoint=None):
+    from googleapiclient import discovery
+    options = {"api_endpoint": api_endpoint} if api_endpoint else None
+    return discovery.build(api, version, credentials=credentials(), client_options=options,
+                           static_discovery=True, cache_discovery=False)
+
+
+class Conflict(Exception):
+    """HTTP 409: the resource exists already."""
+
+
+def execute(request, what):
+    """Run a googleapiclient request; turn failures into one line with the HTTP status and the API's message.
+
+    HTTP 409 raises ``Conflict`` for the caller to decide.
+    """
+    from google.auth.exceptions import RefreshError, TransportError
+    from googleapiclient.errors import HttpError
+    try:
+        return request.execute(num_retries=RETRIES)
+    except HttpError as error:
+        if error.resp.status == 409:
+            raise Conflict(api_message(error))
+        raise LauncherError("%s failed: HTTP %d: %s" % (what, error.resp.status, api_message(error)))
+    except RefreshError as error:
+        raise LauncherError("%s failed: could not get an access token (%s); run "
+                            "`gcloud auth application-default login`" % (what, error.args[0] if error.args else error))
+    except (TransportError, OSError) as error:
+        raise LauncherError("%s failed: could not reach the API: %s" % (what, error))
+
+
+def api_message(error):
+    try:
+        return json.loads(error.content)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return error._get_reason() if hasattr(error, "_get_reason") else str(error)
+

@@ -1,0 +1,168 @@
+"""The built-in object detection training job (seed 003, phase 3): its body, its checks, its gcloud twin."""
+import copy
+import json
+import re
+import shlex
+
+import yaml
+
+from launcher.errors import UsageError
+
+IMAGE = "gcr.io/cloud-ml-algos/image_object_detection:latest"
+
+# The seed's example values: the defaults, each settable by a flag of the same name.
+HYPERPARAMETERS = {
+    "train_batch_size": 16,
+    "num_eval_images": 200,
+    "train_steps_per_eval": 2000,
+    "max_steps": 75000,
+    "warmup_learning_rate": 0.01,
+    "warmup_steps": 500,
+    "initial_learning_rate": 0.001,
+    "image_size": "960,1280",
+    "fpn_type": "nasfpn",
+    "aug_scale_min": 0.8,
+    "aug_scale_max": 1.2,
+}
+
+MACHINES = {
+    # the seed's config.yaml: a P100 master and one Cloud TPU worker with 8 TPU_V2 cores
+    "tpu": {
+        "scaleTier": "CUSTOM",
+        "masterType": "n1-standard-16",
+        "masterConfig": {"imageUri": IMAGE, "acceleratorConfig": {"type": "NVIDIA_TESLA_P100", "count": 1}},
+        "workerType": "cloud_tpu",
+        "workerConfig": {"imageUri": IMAGE, "acceleratorConfig": {"type": "TPU_V2", "count": 8}},
+        "workerCount": 1,
+    },
+    # one GPU machine, no worker
+    "gpu": {
+        "scaleTier": "CUSTOM",
+        "masterType": "n1-standard-16",
+        "masterConfig": {"imageUri": IMAGE, "acceleratorConfig": {"type": "NVIDIA_TESLA_P100", "count": 1}},
+    },
+}
+
+_JOB_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,127}$")
+_LABEL_ID = re.compile(r"\bid\s*:\s*(\d+)")
+
+
+def machines_from_config(text, path):
+    """``trainingInput`` of a gcloud config.yaml, as the seed writes it."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise UsageError("%s is not valid YAML: %s" % (path, str(error).splitlines()[0]))
+    if not isinstance(doc, dict) or not isinstance(doc.get("trainingInput"), dict):
+        raise UsageError("%s has no trainingInput section (see the seed's config.yaml)" % path)
+    training_input = copy.deepcopy(doc["trainingInput"])
+    training_input.setdefault("masterConfig", {}).setdefault("imageUri", IMAGE)
+    return training_input
+
+
+def dataset_facts(summary_text, label_map_text, where):
+    """What training needs to know of a conversion output: patterns, classes, validation images."""
+    try:
+        summary = json.loads(summary_text)
+        facts = {
+            "training_data_path": summary["splits"]["train"]["pattern"],
+            "validation_data_path": summary["splits"]["eval"]["pattern"],
+            "num_classes": int(summary["num_classes"]),
+            "validation_images": int(summary["splits"]["eval"]["images"]),
+        }
+    except (ValueError, KeyError, TypeError):
+        raise UsageError("%s/summary.json is not a conversion summary; pass the output folder of "
+                         "`python main.py`" % where)
+    facts["label_ids"] = sorted(int(i) for i in _LABEL_ID.findall(label_map_text or ""))
+    return facts
+
+
+def algorithm_args(facts, hyperparameters, extra):
+    """The algorithm's arguments in order: data, classes, hyperparameters, then ``--arg`` extras."""
+    values = {
+        "training_data_path": facts["training_data_path"],
+        "validation_data_path": facts["validation_data_path"],
+    }
+    values.update(hyperparameters)
+    values["num_classes"] = facts["num_classes"]
+    for item in extra:
+        name, sep, value = item.partition("=")
+        name = name.lstrip("-")
+        if not sep or not name:
+            raise UsageError("--arg takes name=value, got %r" % item)
+        values[name] = value
+    return values
+
+
+def check(job_id, job_dir, args, facts):
+    """Every check that can be made before anything is sent; raises UsageError naming the bad value."""
+    if not _JOB_ID.match(job_id):
+        raise UsageError("job id %r is not valid: letters, digits and underscores, starting with a "
+                         "letter, at most 128 characters" % job_id)
+    if not str(job_dir).startswith("gs://"):
+        raise UsageError("--job-dir must be a gs:// folder, got %s" % job_dir)
+    for name in ("training_data_path", "validation_data_path"):
+        if not args.get(name):
+            raise UsageError("no %s: pass --dataset (a conversion output) or --%s"
+                             % (name, name.replace("_", "-").replace("-path", "")))
+        if not str(args[name]).startswith("gs://"):
+            raise UsageError("%s must be on gs:// for AI Platform to read it, got %s" % (name, args[name]))
+    num_classes = _positive_int(args, "num_classes")
+    label_ids = facts.get("label_ids") or []
+    if label_ids and max(label_ids) > num_classes:
+        raise UsageError("num_classes %d does not cover class id %d of the label map; pass "
+                         "--num-classes %d or more" % (num_classes, max(label_ids), max(label_ids)))
+    _positive_int(args, "max_steps")
+    _positive_int(args, "train_batch_size")
+    eval_images = _int(args, "num_eval_images")
+    available = facts.get("validation_images")
+    if available is not None and eval_images > available:
+        raise UsageError("num_eval_images %d is more than the %d validation images; pass "
+                         "--num-eval-images %d (or 0 for all)" % (eval_images, available, available))
+    size = str(args.get("image_size", ""))
+    parts = size.split(",")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise UsageError('image_size must be "height,width" of positive integers, got %r' % size)
+
+
+def _int(args, name):
+    try:
+        return int(args[name])
+    except (KeyError, TypeError, ValueError):
+        raise UsageError("%s must be an integer, got %r" % (name, args.get(name)))
+
+
+def _positive_int(args, name):
+    value = _int(args, name)
+    if value <= 0:
+        raise UsageError("%s must be positive, got %d" % (name, value))
+    return value
+
+
+def job_body(job_id, region, job_dir, machines, args, labels=None):
+    """The ``projects.jobs.create`` request body."""
+    training_input = copy.deepcopy(machines)
+    training_input.update({
+        "region": region,
+        "jobDir": job_dir,
+        "args": ["--%s=%s" % (name, value) for name, value in args.items()],
+    })
+    body = {"jobId": job_id, "trainingInput": training_input}
+    if labels:
+        body["labels"] = labels
+    return body
+
+
+def gcloud_command(body, config_path):
+    """The equivalent `gcloud ai-platform jobs submit training` command."""
+    training = body["trainingInput"]
+    flags = ["--region=%s" % training["region"], "--config=%s" % config_path,
+             "--job-dir=%s" % training["jobDir"], "--"] + training["args"]
+    return " \\\n    ".join(["gcloud ai-platform jobs submit training %s" % shlex.quote(body["jobId"])]
+                             + [shlex.quote(flag) for flag in flags])
+
+
+def config_yaml(body):
+    """The config.yaml (machines only) that goes with ``gcloud_command``."""
+    machines = {k: v for k, v in body["trainingInput"].items() if k not in ("region", "jobDir", "args")}
+    return yaml.safe_dump({"trainingInput": machines}, sort_keys=False)
