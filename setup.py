@@ -28,6 +28,7 @@ setuptools.setup(
     entry_points={
         "console_scripts": [
             "tfproc-convert=tfproc.cli:main",
+            "tfproc-real=tfproc.realdata:main",
             "synthdet-launcher=launcher.cli:main",
         ],
     },

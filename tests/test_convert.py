@@ -236,7 +236,7 @@ def test_source_without_a_dataset(tmp_path, capsys):
     (tmp_path / "empty" / "sub").mkdir(parents=True)
     (tmp_path / "empty" / "sub" / "notes.txt").write_text("hello")
     assert convert("--source", tmp_path / "empty", "--eval-pct", "20", *FAST) == 2
-    assert "no Perception dataset under" in capsys.readouterr().err
+    assert "no dataset under" in capsys.readouterr().err
     assert not (tmp_path / "empty" / "output").exists()
 
 

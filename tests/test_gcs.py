@@ -81,7 +81,7 @@ def test_gs_to_gs_matches_the_local_conversion(gcs, tmp_path):
 def test_gs_source_without_a_dataset(gcs, capsys):
     gcs.bucket(BUCKET).blob("empty-run/readme.txt").upload_from_string(b"nothing here")
     assert convert("--source", "gs://%s/empty-run" % BUCKET, "--eval-pct", 20) == 2
-    assert "no Perception dataset under gs://%s/empty-run" % BUCKET in capsys.readouterr().err
+    assert "no dataset under gs://%s/empty-run" % BUCKET in capsys.readouterr().err
     assert convert("--source", "gs://%s/absent-run" % BUCKET, "--eval-pct", 20) == 2
     assert "does not exist or is empty" in capsys.readouterr().err
 

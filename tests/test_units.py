@@ -101,7 +101,7 @@ def test_solo_frames_one_per_camera_with_paths_under_the_sequence():
         {"@type": "type.unity.com/unity.solo.RGBCamera", "id": "cam1", "filename": "step0.camera1.png",
          "annotations": []},
     ]}
-    frames, bad = annotations.solo_frames(doc, definition, "sequence.3/step0.frame_data.json")
+    frames, bad = annotations.solo_frames(doc, definition, "solo/sequence.3/step0.frame_data.json", "sequence.3")
     assert [(f.image, f.boxes) for f in frames] == [
         ("sequence.3/step0.camera.png", (Box(1, "cereal", 5.0, 6.0, 7.0, 8.0),)),
         ("sequence.3/step0.camera1.png", ()),
@@ -157,8 +157,8 @@ def _image_bytes(fmt, size=(40, 30)):
 
 
 def test_header_gives_format_and_size():
-    assert imageheader.read_header(_image_bytes("PNG")) == ("png", 40, 30)
-    assert imageheader.read_header(_image_bytes("JPEG", (33, 21))) == ("jpeg", 33, 21)
+    assert imageheader.read_header(_image_bytes("PNG")) == ("png", 40, 30, 1)
+    assert imageheader.read_header(_image_bytes("JPEG", (33, 21))) == ("jpeg", 33, 21, 1)
 
 
 def test_header_rejects_other_formats():
@@ -270,3 +270,26 @@ def test_reports_merge_in_any_order():
     assert merged["skipped"] == {"missing image": 1, "invalid JSON": 1}
     assert merged["skipped_examples"][0] == ["a", "invalid JSON", "line 1"]
     json.dumps(merged)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_upright_boxes_move_onto_the_stored_grid_for_every_exif_orientation(orientation):
+    """Pillow's exif_transpose turns the stored grid upright; our mapping must be its inverse."""
+    from PIL import ImageOps
+    upright = Image.new("RGB", (60, 40), (0, 0, 255))
+    upright.paste((255, 0, 0), (5, 10, 25, 30))    # the box x 5..25, y 10..30 on the upright photo
+    undo = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+            4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+            6: Image.Transpose.ROTATE_90, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_270}
+    stored = upright.transpose(undo[orientation]) if orientation in undo else upright.copy()
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored.info["exif"] = exif.tobytes()
+    stored.getexif()[0x0112] = orientation
+    assert ImageOps.exif_transpose(stored).tobytes() == upright.tobytes()
+
+    (moved,) = boxes.to_stored_grid([box(5, 10, 20, 20)], orientation, *stored.size)
+    x0, y0, x1, y1 = int(moved.x), int(moved.y), int(moved.x + moved.width), int(moved.y + moved.height)
+    inside = stored.crop((x0, y0, x1, y1))
+    assert inside.size == (20, 20)
+    assert inside.getcolors() == [(400, (255, 0, 0))]

@@ -72,8 +72,11 @@ def _is_legacy_box(definition):
     return name in LEGACY_BOX_NAMES or str(definition.get("id", "")).lower() == LEGACY_BOX_ID
 
 
-def legacy_frames(captures_doc, definition, origin):
-    """Frames of a legacy captures_*.json document. Returns ([Frame], [(name, BadInput)])."""
+def legacy_frames(captures_doc, definition, origin, folder=""):
+    """Frames of a legacy captures_*.json document. Returns ([Frame], [(name, BadInput)]).
+
+    ``origin`` names the file in messages; image filenames are relative to the dataset root.
+    """
     captures = captures_doc.get("captures") if isinstance(captures_doc, dict) else None
     if not isinstance(captures, list):
         raise BadInput("malformed annotation file", "no captures list")
@@ -105,12 +108,15 @@ def _legacy_frame(capture, definition, name):
     return Frame(image=filename, boxes=tuple(boxes), origin=name)
 
 
-def solo_frames(frame_doc, definition, origin):
-    """Frames (one per RGB camera image) of a SOLO step*.frame_data.json. Returns ([Frame], [(name, BadInput)])."""
+def solo_frames(frame_doc, definition, origin, folder):
+    """Frames (one per RGB camera image) of a SOLO step*.frame_data.json. Returns ([Frame], [(name, BadInput)]).
+
+    ``origin`` names the file in messages; image filenames are relative to ``folder`` (the file's
+    sequence folder, relative to the dataset root).
+    """
     captures = frame_doc.get("captures") if isinstance(frame_doc, dict) else None
     if not isinstance(captures, list):
         raise BadInput("malformed annotation file", "no captures list")
-    folder = posixpath.dirname(origin)
     frames, bad = [], []
     for index, capture in enumerate(captures):
         if not isinstance(capture, dict) or not str(capture.get("@type", "")).endswith(SOLO_CAMERA_TYPE):
@@ -128,6 +134,84 @@ def solo_frames(frame_doc, definition, origin):
         except BadInput as error:
             bad.append((name, error))
     return frames, bad
+
+
+def label_map_definition(text):
+    """A BoxDefinition from a ``StringIntLabelMap`` text proto (for photos whose boxes give ids only)."""
+    import re
+    labels = {}
+    for item in re.findall(r"item\s*\{(.*?)\}", text, re.S):
+        found_id = re.search(r"\bid\s*:\s*(\d+)", item)
+        found_name = re.search(r"\b(?:display_)?name\s*:\s*['\"](.*?)['\"]", item)
+        if found_id and found_name:
+            labels[int(found_id.group(1))] = found_name.group(1)
+    if not labels:
+        raise BadInput("malformed label map", "no item { id: N name: '...' } entries")
+    return BoxDefinition(frozenset(), labels)
+
+
+def real_frames(doc, definition, origin, folder):
+    """Frames of a UnityGroceries-Real ``annotations.json``: a list of {file_name, annotations: [{label_id, bbox}]}.
+
+    Photos are in ``images/`` beside the file.
+    """
+    if not isinstance(doc, list):
+        raise BadInput("malformed annotation file", "not a list of photos")
+    frames, bad = [], []
+    for index, item in enumerate(doc):
+        name = "%s#%s" % (origin, item.get("file_name", index) if isinstance(item, dict) else index)
+        try:
+            if not isinstance(item, dict) or not _is_image_name(item.get("file_name")):
+                raise BadInput("malformed capture", "no image file_name")
+            boxes = tuple(_coco_box(value, "label_id", definition) for value in item.get("annotations") or [])
+            frames.append(Frame(image=posixpath.join(folder, "images", item["file_name"]), boxes=boxes, origin=name))
+        except BadInput as error:
+            bad.append((name, error))
+    return frames, bad
+
+
+def coco_definition(doc):
+    """Class ids and names from a COCO file's categories."""
+    try:
+        labels = {int(c["id"]): str(c["name"]) for c in doc["categories"]}
+    except (KeyError, TypeError, ValueError):
+        raise BadInput("malformed annotation definitions", "COCO categories need id and name")
+    return BoxDefinition(frozenset(), labels)
+
+
+def coco_frames(doc, definition, origin, folder=""):
+    """Frames of a COCO detection file; image file names are relative to the images folder."""
+    try:
+        images = {image["id"]: image["file_name"] for image in doc["images"]}
+        annotations = doc.get("annotations") or []
+    except (KeyError, TypeError):
+        raise BadInput("malformed annotation file", "COCO images need id and file_name")
+    boxes, bad, broken = {image_id: [] for image_id in images}, [], set()
+    for index, value in enumerate(annotations):
+        image_id = value.get("image_id") if isinstance(value, dict) else None
+        name = "%s#annotation:%s" % (origin, value.get("id", index) if isinstance(value, dict) else index)
+        try:
+            if image_id not in images:
+                raise BadInput("malformed box", "no image with id %r" % (image_id,))
+            boxes[image_id].append(_coco_box(value, "category_id", definition))
+        except BadInput as error:
+            bad.append((name, error))
+            broken.add(image_id)    # like a capture with a malformed box, the image is left out
+    frames = [Frame(image=images[i], boxes=tuple(boxes[i]), origin="%s#image:%s" % (origin, i))
+              for i in images if i not in broken]
+    return frames, bad
+
+
+def _coco_box(value, label_key, definition):
+    try:
+        x, y, width, height = (float(n) for n in value["bbox"])
+    except (KeyError, TypeError, ValueError):
+        raise BadInput("malformed box", _short(value))
+    label_id = value.get(label_key)
+    if label_id not in definition.labels:
+        raise BadInput("malformed box", "label %r is not in the label map: %s" % (label_id, _short(value)))
+    return _box({"label_id": label_id, "label_name": definition.labels[label_id],
+                 "x": x, "y": y, "width": width, "height": height}, "label_id", "label_name", _legacy_xywh)
 
 
 def _is_solo_box(annotation, definition):

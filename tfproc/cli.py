@@ -40,12 +40,21 @@ class UsageError(Exception):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(
-        prog="main.py", description=DESCRIPTION, epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser("main.py", DESCRIPTION)
     parser.add_argument("--source", required=True,
                         help="the urn:run_executions:<id> folder of a run, or a Perception/SOLO "
                              "dataset folder (local path or gs://)")
+    add_output_arguments(parser)
+    return parser.parse_known_args(argv)
+
+
+def new_parser(prog, description):
+    return argparse.ArgumentParser(prog=prog, description=description, epilog=EPILOG,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_output_arguments(parser):
+    """The options every conversion command shares."""
     parser.add_argument("--eval-pct", required=True, type=float, metavar="PCT",
                         help="percent of frames for the eval split, 0-100 (the seed uses 20)")
     parser.add_argument("--output", help="where to write (default: SOURCE/output)")
@@ -57,14 +66,26 @@ def parse_args(argv):
     parser.add_argument("--shard-size-mb", type=float, default=200, metavar="MB",
                         help="largest size of a shard; shards come out between half this and this "
                              "(default: 200)")
-    return parser.parse_known_args(argv)
 
 
 def main(argv=None):
     args, beam_args = parse_args(sys.argv[1:] if argv is None else argv)
+    return guarded(lambda: run(args, beam_args), beam_args)
+
+
+def find_run_datasets(source, output):
+    found = layout.find_datasets(source, exclude=output)
+    what = ("a Perception dataset (looked for Dataset*/annotation_definitions.json and SOLO "
+            "sequence.*/step*.frame_data.json); pass the urn:run_executions:<id> folder of a run or "
+            "a dataset folder")
+    return found, what
+
+
+def guarded(command, beam_args):
+    """Run a conversion command: one line for errors, exit 2 for bad input, 1 for a failed run."""
     _configure_logging(beam_args)
     try:
-        return run(args, beam_args)
+        return command()
     except UsageError as error:
         print("error: %s" % error, file=sys.stderr)
         return 2
@@ -76,7 +97,8 @@ def main(argv=None):
         return 130
 
 
-def run(args, beam_args):
+def run(args, beam_args, find=find_run_datasets):
+    """Convert what ``find(source, output)`` finds; it returns ``(Discovery, what it looks for)``."""
     started = time.time()
     options = _pipeline_options(beam_args)
     source = args.source.rstrip("/\\")
@@ -84,15 +106,12 @@ def run(args, beam_args):
     _check_arguments(args, options, source, output)
 
     print("Listing %s ..." % source, file=sys.stderr)
-    found = layout.find_datasets(source, exclude=output)
+    found, what = find(source, output)
     if not found.files_listed:
-        raise UsageError("source %s does not exist or is empty; pass the urn:run_executions:<id> "
-                         "folder of a run or a Perception dataset folder" % source)
+        raise UsageError("source %s does not exist or is empty; it should hold %s" % (source, what))
     if not found.datasets:
-        raise UsageError(
-            "no Perception dataset under %s (looked for Dataset*/annotation_definitions.json and SOLO "
-            "sequence.*/step*.frame_data.json in %d files); pass the urn:run_executions:<id> folder "
-            "of a run or a dataset folder" % (source, found.files_listed))
+        raise UsageError("no dataset under %s (%d files): it should hold %s"
+                         % (source, found.files_listed, what))
     annotation_files = sum(len(d.annotation_files) for d in found.datasets)
     print("Found %d dataset(s) with %d annotation file(s) and %d image file(s)%s." % (
         len(found.datasets), annotation_files, sum(len(d.images) for d in found.datasets),

@@ -3,6 +3,8 @@ import concurrent.futures
 import dataclasses
 import json
 import logging
+import os
+import posixpath
 
 from tfproc import annotations, fsutil, labels, layout, report
 
@@ -35,23 +37,22 @@ def parse_dataset(dataset, read=fsutil.read_bytes):
         log.warning("skipped %s: %s%s", name, reason, ": " + detail if detail else "")
         report.add_skipped(found, name, reason, detail)
 
-    definitions_name = _name(dataset, dataset.definitions)
+    loaded_files = {}
     try:
-        definition = annotations.box_definition(
-            _load_json(read, fsutil.join(dataset.root, dataset.definitions)), dataset.kind)
+        definition = _definition(dataset, read, loaded_files)
     except (OSError, ValueError) as error:
-        skip(definitions_name, *_reason(error))
+        skip(_name(dataset, dataset.definitions), *_reason(error))
         return ParsedDataset([], {}, found)
 
-    parse = annotations.legacy_frames if dataset.kind == layout.LEGACY else annotations.solo_frames
+    parse = _PARSERS[dataset.kind]
     frames = []
-    for rel, loaded in _load_all(read, dataset):
+    for rel, loaded in _load_all(read, dataset, loaded_files):
         name = _name(dataset, rel)
         if isinstance(loaded, Exception):
             skip(name, *_reason(loaded))
             continue
         try:
-            parsed, bad = parse(loaded, definition, name)
+            parsed, bad = parse(loaded, definition, name, posixpath.dirname(rel))
         except annotations.BadInput as error:
             skip(name, *_reason(error))
             continue
@@ -67,10 +68,41 @@ def parse_dataset(dataset, read=fsutil.read_bytes):
             continue
         key = _name(dataset, frame.image)
         refs.append(FrameRef(key, fsutil.join(dataset.root, frame.image), size, frame.boxes, frame.origin))
+    if dataset.kind in (layout.REAL, layout.COCO):
+        described = {frame.image for frame in frames}
+        for image in sorted(set(dataset.images) - described):
+            skip(_name(dataset, image), "image without annotations")
     return ParsedDataset(refs, labels.dataset_labels(definition.labels, frames), found)
 
 
+_PARSERS = {
+    layout.LEGACY: annotations.legacy_frames,
+    layout.SOLO: annotations.solo_frames,
+    layout.REAL: annotations.real_frames,
+    layout.COCO: annotations.coco_frames,
+}
+
+
+def _definition(dataset, read, loaded_files):
+    """The dataset's box definition; a COCO file is kept in ``loaded_files`` for its boxes."""
+    path = _path(dataset, dataset.definitions)
+    if dataset.kind == layout.REAL:
+        return annotations.label_map_definition(read(path).decode("utf-8"))
+    doc = _load_json(read, path)
+    if dataset.kind == layout.COCO:
+        loaded_files[dataset.definitions] = doc
+        return annotations.coco_definition(doc)
+    return annotations.box_definition(doc, dataset.kind)
+
+
+def _path(dataset, rel):
+    """A file of the dataset: relative to its root, or given in full (a label map, a COCO file)."""
+    return rel if fsutil.is_remote(rel) or os.path.isabs(rel) else fsutil.join(dataset.root, rel)
+
+
 def _name(dataset, rel):
+    if fsutil.is_remote(rel) or os.path.isabs(rel):
+        return rel
     return "%s/%s" % (dataset.key_prefix, rel) if dataset.key_prefix else rel
 
 
@@ -83,11 +115,13 @@ def _load_json(read, path):
         raise annotations.BadInput("invalid JSON", str(error))
 
 
-def _load_all(read, dataset):
+def _load_all(read, dataset, loaded_files):
     """Yield ``(relative path, parsed JSON or the exception)`` for each annotation file, in order."""
     def load(rel):
+        if rel in loaded_files:
+            return loaded_files.pop(rel)
         try:
-            return _load_json(read, fsutil.join(dataset.root, rel))
+            return _load_json(read, _path(dataset, rel))
         except (OSError, ValueError) as error:
             return error
 

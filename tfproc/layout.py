@@ -57,10 +57,7 @@ def find_datasets(source, exclude=None):
     ``exclude`` is a folder under ``source`` (the output) whose files are not looked at.
     """
     source = source.rstrip("/\\")
-    files = fsutil.list_tree(source)
-    if exclude:
-        skip = fsutil.relpath(exclude.rstrip("/\\"), source) + "/"
-        files = {path: size for path, size in files.items() if not path.startswith(skip)}
+    files = _listing(source, exclude)
 
     solo_roots = {_parent(_parent(p)) for p in files if _SOLO_FRAME.match(_tail(p, 2))}
     datasets = {}   # root -> [Dataset], filled below
@@ -93,6 +90,15 @@ def find_datasets(source, exclude=None):
         dataset.annotation_files.sort()
     kept, superseded = _keep_last_attempts(found)
     return Discovery(kept, superseded, len(files))
+
+
+def _listing(source, exclude):
+    """Every file under ``source`` but those under ``exclude`` (the output), in one listing."""
+    files = fsutil.list_tree(source)
+    if exclude:
+        skip = fsutil.relpath(exclude.rstrip("/\\"), source) + "/"
+        files = {path: size for path, size in files.items() if not path.startswith(skip)}
+    return files
 
 
 def _is_annotation_file(dataset, rel):
@@ -153,3 +159,34 @@ def _keep_last_attempts(datasets):
                 superseded.extend(d.key_prefix for d in by_number[number])
     kept.sort(key=lambda d: (d.key_prefix, d.definitions))
     return kept, superseded
+
+
+REAL = "real"
+COCO = "coco"
+
+
+def find_real_datasets(source, label_map, exclude=None):
+    """Every ``annotations.json`` (UnityGroceries-Real list form) under ``source`` with ``images/`` beside it."""
+    source = source.rstrip("/\\")
+    files = _listing(source, exclude)
+    datasets = []
+    for path in sorted(files):
+        folder, name = posixpath.split(path)
+        if name != "annotations.json":
+            continue
+        prefix = folder + "/images/" if folder else "images/"
+        images = {p[len(folder) + 1 if folder else 0:]: size for p, size in files.items()
+                  if p.startswith(prefix) and p.lower().endswith(IMAGE_EXTENSIONS)}
+        datasets.append(Dataset(root=_full(source, folder), key_prefix=folder, kind=REAL,
+                                definitions=label_map, annotation_files=["annotations.json"], images=images))
+    return Discovery(datasets, [], len(files))
+
+
+def coco_dataset(instances, images_dir, exclude=None):
+    """A COCO detection file and the folder of its images, as one dataset."""
+    images_dir = images_dir.rstrip("/\\")
+    files = _listing(images_dir, exclude)
+    images = {p: size for p, size in files.items() if p.lower().endswith(IMAGE_EXTENSIONS)}
+    datasets = [Dataset(root=images_dir, key_prefix="", kind=COCO, definitions=instances,
+                        annotation_files=[instances], images=images)] if files else []
+    return Discovery(datasets, [], len(files))

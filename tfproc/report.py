@@ -12,6 +12,7 @@ def new():
         "splits": {},            # split -> {images, boxes, negatives, bytes, classes: {id: boxes}}
         "boxes_clipped": 0,
         "boxes_dropped": 0,
+        "images_reoriented": 0,  # photos with an EXIF orientation: boxes moved to the stored grid
         "skipped": {},           # reason -> count
         "skipped_examples": [],  # [name, reason, detail], the first EXAMPLES_KEPT by name
     }
@@ -35,6 +36,7 @@ def merge(reports):
     for report in reports:
         merged["boxes_clipped"] += report["boxes_clipped"]
         merged["boxes_dropped"] += report["boxes_dropped"]
+        merged["images_reoriented"] += report["images_reoriented"]
         for reason, count in report["skipped"].items():
             merged["skipped"][reason] = merged["skipped"].get(reason, 0) + count
         merged["skipped_examples"] = _first(merged["skipped_examples"] + report["skipped_examples"])

@@ -146,3 +146,50 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
+
+
+SOLO_BOX_TYPE = "type.unity.com/unity.solo.BoundingBox2DAnnotation"
+SOLO_SEGMENTATION_TYPE = "type.unity.com/unity.solo.SemanticSegmentationAnnotation"
+
+
+def make_solo(dataset_dir, sequences=2, steps=3, cameras=2, width=320, height=240, seed=0):
+    """Write a SOLO dataset (Perception 1.0+); return ``{frame key: [box dicts]}`` like ``make_run``.
+
+    Every step has ``cameras`` RGB cameras; the segmentation annotation comes before the boxes.
+    """
+    rng = random.Random(seed)
+    os.makedirs(dataset_dir)
+    _write_json(os.path.join(dataset_dir, "metadata.json"), {"unityVersion": "2022.3", "perceptionVersion": "1.0.0"})
+    _write_json(os.path.join(dataset_dir, "annotation_definitions.json"), {"annotationDefinitions": [
+        {"@type": SOLO_SEGMENTATION_TYPE, "id": "semantic segmentation", "description": "",
+         "spec": [{"label_name": name, "pixel_value": [i, 0, 0, 255]} for i, name in enumerate(LABELS)]},
+        {"@type": SOLO_BOX_TYPE, "id": "bounding box", "description": "",
+         "spec": [{"label_id": i + 1, "label_name": name} for i, name in enumerate(LABELS)]},
+    ]})
+    expected = {}
+    for sequence in range(sequences):
+        folder = os.path.join(dataset_dir, "sequence.%d" % sequence)
+        os.makedirs(folder)
+        for step in range(steps):
+            captures = []
+            for camera in range(cameras):
+                filename = "step%d.camera%d.png" % (step, camera)
+                with open(os.path.join(folder, filename), "wb") as f:
+                    f.write(noisy_png(width, height, rng))
+                boxes = random_boxes(rng, width, height)
+                expected["sequence.%d/%s" % (sequence, filename)] = boxes
+                captures.append({
+                    "@type": "type.unity.com/unity.solo.RGBCamera", "id": "camera%d" % camera,
+                    "description": "", "position": [0, 0, 0], "rotation": [0, 0, 0, 1],
+                    "filename": filename, "imageFormat": "Png", "dimension": [width, height],
+                    "annotations": [
+                        {"@type": SOLO_SEGMENTATION_TYPE, "id": "semantic segmentation",
+                         "sensorId": "camera%d" % camera, "filename": "step%d.seg%d.png" % (step, camera)},
+                        {"@type": SOLO_BOX_TYPE, "id": "bounding box", "sensorId": "camera%d" % camera,
+                         "values": [{"instanceId": b["instance_id"], "labelId": b["label_id"],
+                                     "labelName": b["label_name"], "origin": [b["x"], b["y"]],
+                                     "dimension": [b["width"], b["height"]]} for b in boxes]},
+                    ]})
+            _write_json(os.path.join(folder, "step%d.frame_data.json" % step),
+                        {"frame": step, "sequence": sequence, "step": step, "captures": captures})
+    return expected

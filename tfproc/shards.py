@@ -51,11 +51,15 @@ def write_shard(split_name, refs, label_map, out, read=fsutil.read_bytes):
             _skip(written, ref.key, "unreadable image", str(error))
             continue
         try:
-            image_format, width, height = imageheader.read_header(data)
+            image_format, width, height, orientation = imageheader.read_header(data)
         except ValueError as error:
             _skip(written, ref.key, "not a PNG/JPEG image", str(error))
             continue
-        kept, clipped, dropped = boxes_lib.normalize(ref.boxes, width, height)
+        boxes = ref.boxes
+        if orientation != 1:
+            boxes = boxes_lib.to_stored_grid(boxes, orientation, width, height)
+            written["images_reoriented"] += 1
+        kept, clipped, dropped = boxes_lib.normalize(boxes, width, height)
         for chunk in records.frame_record(
                 build_example(ref.key, data, image_format, width, height, kept, label_map)):
             out.write(chunk)

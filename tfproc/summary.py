@@ -36,6 +36,7 @@ def build(settings, merged, label_map, shard_counts, elapsed_seconds):
         "frames_without_boxes": sum(s["negatives"] for s in splits.values()),
         "boxes_clipped": merged["boxes_clipped"],
         "boxes_dropped": merged["boxes_dropped"],
+        "images_reoriented": merged["images_reoriented"],
         "skipped": merged["skipped"],
         "skipped_total": report_lib.skipped_total(merged),
         "skipped_examples": [
@@ -68,6 +69,9 @@ def human(summary):
         for example in summary["skipped_examples"][:10]:
             detail = ": " + example["detail"] if example["detail"] else ""
             lines.append("warning: skipped %s: %s%s" % (example["item"], example["reason"], detail))
+    if summary["images_reoriented"]:
+        lines.append("%d photo(s) carry an EXIF orientation: their boxes were moved onto the stored "
+                     "pixel grid, which is what TensorFlow decodes" % summary["images_reoriented"])
     if summary["superseded_attempts"]:
         lines.append("left out %d earlier attempt(s) of retried instances"
                      % len(summary["superseded_attempts"]))
