@@ -29,6 +29,7 @@ setuptools.setup(
         "console_scripts": [
             "tfproc-convert=tfproc.cli:main",
             "tfproc-real=tfproc.realdata:main",
+            "tfproc-inspect=tfproc.inspect:main",
             "synthdet-launcher=launcher.cli:main",
         ],
     },

@@ -9,4 +9,7 @@ rm -rf sample
 .venv/bin/python -m tfproc.sample sample/urn:run_executions:sample
 .venv/bin/python main.py --source sample/urn:run_executions:sample --eval-pct 20
 echo
+.venv/bin/python -m tfproc inspect sample/urn:run_executions:sample/output --preview 8 --preview-dir sample/preview
+echo
 echo "Output: $(pwd)/sample/urn:run_executions:sample/output"
+echo "Preview of 8 records with their boxes: $(pwd)/sample/preview/contact_sheet.png"

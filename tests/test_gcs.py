@@ -61,6 +61,11 @@ def test_gs_to_gs_matches_the_local_conversion(gcs, tmp_path):
     for name in shard_names + ["label_map.pbtxt"]:
         assert (local_out / name).read_bytes() == (remote / name).read_bytes(), name
 
+    # inspect reads the records straight from the bucket
+    from tfproc import inspect
+    assert inspect.main([source + "/output", "--preview", "2", "--preview-dir", str(tmp_path / "preview")]) == 0
+    assert (tmp_path / "preview" / "contact_sheet.png").exists()
+
     # a second run refuses to overwrite the bucket's output
     assert convert("--source", source, "--eval-pct", 25) == 2
 

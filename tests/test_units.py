@@ -293,3 +293,18 @@ def test_upright_boxes_move_onto_the_stored_grid_for_every_exif_orientation(orie
     inside = stored.crop((x0, y0, x1, y1))
     assert inside.size == (20, 20)
     assert inside.getcolors() == [(400, (255, 0, 0))]
+
+
+def test_records_read_back_without_tensorflow(tmp_path):
+    features = {"b": records.bytes_feature([b"\x00\xff", "é"]), "f": records.float_feature([0.25, 1.0]),
+                "i": records.int64_feature([0, -1, 2 ** 40]), "e": records.int64_feature([])}
+    path = tmp_path / "x.tfrecord"
+    path.write_bytes(b"".join(records.frame_record(records.encode_example(features)) * 2))
+    with open(path, "rb") as f:
+        decoded = [records.decode_example(r) for r in records.read_records(f)]
+    assert decoded == [{"b": [b"\x00\xff", "é".encode()], "f": [0.25, 1.0], "i": [0, -1, 2 ** 40], "e": []}] * 2
+    corrupt = bytearray(path.read_bytes())
+    corrupt[20] ^= 0xFF
+    path.write_bytes(bytes(corrupt))
+    with open(path, "rb") as f, pytest.raises(ValueError, match="CRC"):
+        list(records.read_records(f))

@@ -83,3 +83,94 @@ def frame_record(chunks):
         crc = google_crc32c.extend(crc, chunk)
     return ([length + struct.pack("<I", _masked(google_crc32c.value(length)))] + chunks
             + [struct.pack("<I", _masked(crc))])
+
+
+# -- reading (for inspect) ----------------------------------------------------------------------
+
+def read_records(f):
+    """Yield the records of an open TFRecord file; raises ValueError on a bad length or CRC."""
+    while True:
+        header = f.read(12)
+        if not header:
+            return
+        if len(header) < 12:
+            raise ValueError("truncated record header")
+        length, length_crc = struct.unpack("<QI", header)
+        if _masked(google_crc32c.value(header[:8])) != length_crc:
+            raise ValueError("corrupt record length (CRC mismatch)")
+        data = f.read(length)
+        footer = f.read(4)
+        if len(data) < length or len(footer) < 4:
+            raise ValueError("truncated record")
+        if _masked(google_crc32c.value(data)) != struct.unpack("<I", footer)[0]:
+            raise ValueError("corrupt record data (CRC mismatch)")
+        yield data
+
+
+def _read_varint(buf, i):
+    value = shift = 0
+    while True:
+        byte = buf[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, i
+        shift += 7
+
+
+def _fields(buf):
+    i = 0
+    while i < len(buf):
+        key, i = _read_varint(buf, i)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, i = _read_varint(buf, i)
+        elif wire == 1:
+            value, i = buf[i:i + 8], i + 8
+        elif wire == 2:
+            size, i = _read_varint(buf, i)
+            value, i = buf[i:i + size], i + size
+        elif wire == 5:
+            value, i = buf[i:i + 4], i + 4
+        else:
+            raise ValueError("unsupported protobuf wire type %d" % wire)
+        yield number, wire, value
+
+
+def decode_example(data):
+    """A serialized ``tf.train.Example`` as ``{name: [values]}`` (bytes, floats or ints)."""
+    features = {}
+    for number, _, payload in _fields(data):
+        if number != 1:
+            continue
+        for entry_number, _, entry in _fields(payload):
+            if entry_number != 1:
+                continue
+            name, values = None, []
+            for field_number, _, value in _fields(entry):
+                if field_number == 1:
+                    name = bytes(value).decode("utf-8")
+                elif field_number == 2:
+                    values = _decode_feature(value)
+            features[name] = values
+    return features
+
+
+def _decode_feature(feature):
+    values = []
+    for kind, _, payload in _fields(feature):
+        for _, wire, value in _fields(payload):
+            if kind == 1:
+                values.append(bytes(value))
+            elif kind == 2:
+                values.extend(struct.unpack("<%df" % (len(value) // 4), value) if wire == 2
+                              else struct.unpack("<f", value))
+            elif kind == 3:
+                if wire == 2:
+                    i = 0
+                    while i < len(value):
+                        number, i = _read_varint(value, i)
+                        values.append(number - (1 << 64) if number >> 63 else number)
+                else:
+                    values.append(value - (1 << 64) if value >> 63 else value)
+    return values

@@ -18,14 +18,23 @@ BOX_DEFINITION_ID = "f9f22e05-443f-4602-a422-ebe4ea9b55cb"
 LABELS = ["cereal", "milk", "soup", "tea", "coffee"]   # label ids 1..5
 
 
-def noisy_png(width, height, rng, noise_bits=2):
-    """A PNG of colour bands plus ``noise_bits`` of random noise per channel (1280x960: ~1.5 MB)."""
+OBJECT_COLOURS = [(240, 240, 240), (250, 200, 0), (0, 200, 90), (200, 30, 200), (30, 30, 30)]
+
+
+def noisy_png(width, height, rng, noise_bits=2, boxes=()):
+    """A PNG of colour bands plus ``noise_bits`` of random noise per channel (1280x960: ~1.5 MB),
+    with each box of ``boxes`` painted in its label's colour, so that a preview shows them."""
     mask = (1 << noise_bits) - 1
     rows = []
     for y in range(height):
-        band = bytes(((y * 255 // max(height - 1, 1)) & ~mask, (y * 7) & ~mask & 0xFF, 0x80)) * width
+        band = bytearray(bytes(((y * 255 // max(height - 1, 1)) & ~mask, (y * 7) & ~mask & 0xFF, 0x80)) * width)
+        for box in boxes:
+            if box["y"] <= y < box["y"] + box["height"]:
+                x0, x1 = max(0, int(box["x"])), min(width, int(box["x"] + box["width"]))
+                if x1 > x0:
+                    band[3 * x0:3 * x1] = bytes(OBJECT_COLOURS[(box["label_id"] - 1) % len(OBJECT_COLOURS)]) * (x1 - x0)
         noise = rng.randbytes(width * 3)
-        rows.append(b"\x00" + bytes(a | (b & mask) for a, b in zip(band, noise)))
+        rows.append(b"\x00" + bytes((a & ~mask) | (b & mask) for a, b in zip(band, noise)))
     return _png(width, height, b"".join(rows))
 
 
@@ -78,9 +87,9 @@ def write_dataset(root, frames, width, height, rng, captures_per_file=4, pngs=No
     written, captures = [], []
     for step in range(frames):
         image = "%s/rgb_%d.png" % (rgb, step + 2)
-        with open(os.path.join(root, image), "wb") as f:
-            f.write(pngs[step % len(pngs)] if pngs else noisy_png(width, height, rng))
         boxes = random_boxes(rng, width, height)
+        with open(os.path.join(root, image), "wb") as f:
+            f.write(pngs[step % len(pngs)] if pngs else noisy_png(width, height, rng, boxes=boxes))
         written.append((image, boxes))
         captures.append({
             "id": "capture-%d" % step, "sequence_id": "seq", "step": step, "timestamp": step,
@@ -174,9 +183,9 @@ def make_solo(dataset_dir, sequences=2, steps=3, cameras=2, width=320, height=24
             captures = []
             for camera in range(cameras):
                 filename = "step%d.camera%d.png" % (step, camera)
-                with open(os.path.join(folder, filename), "wb") as f:
-                    f.write(noisy_png(width, height, rng))
                 boxes = random_boxes(rng, width, height)
+                with open(os.path.join(folder, filename), "wb") as f:
+                    f.write(noisy_png(width, height, rng, boxes=boxes))
                 expected["sequence.%d/%s" % (sequence, filename)] = boxes
                 captures.append({
                     "@type": "type.unity.com/unity.solo.RGBCamera", "id": "camera%d" % camera,

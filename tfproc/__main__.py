@@ -1,0 +1,12 @@
+"""``python -m tfproc inspect OUT``: look at a conversion output."""
+import sys
+
+from tfproc import inspect
+
+USAGE = "usage: python -m tfproc inspect OUTPUT [--preview N] [--preview-dir DIR]   (see --help)"
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1] != "inspect":
+        print(USAGE, file=sys.stderr)
+        sys.exit(2)
+    sys.exit(inspect.main(sys.argv[2:]))

@@ -1,0 +1,239 @@
+"""``python -m tfproc inspect OUT``: what will be trained on, and whether the records are well-formed."""
+import argparse
+import collections
+import hashlib
+import io
+import json
+import os
+import sys
+
+from tfproc import fsutil, records, split
+
+REQUIRED = ("image/encoded", "image/format", "image/height", "image/width", "image/filename",
+            "image/source_id", "image/key/sha256", "image/object/bbox/xmin", "image/object/bbox/xmax",
+            "image/object/bbox/ymin", "image/object/bbox/ymax", "image/object/class/label",
+            "image/object/class/text")
+MAX_PROBLEMS_SHOWN = 10
+
+
+def parse_label_map(text):
+    from tfproc.annotations import label_map_definition
+    return label_map_definition(text).labels
+
+
+def check_example(example, label_map):
+    """The problems of one decoded record, as short sentences (empty when it is well-formed)."""
+    missing = [key for key in REQUIRED if key not in example]
+    if missing:
+        return ["missing %s" % ", ".join(missing)]
+    problems = []
+    if example["image/format"] not in ([b"png"], [b"jpeg"]):
+        problems.append("image/format is %r" % example["image/format"])
+    if hashlib.sha256(example["image/encoded"][0]).hexdigest().encode() != example["image/key/sha256"][0]:
+        problems.append("image/key/sha256 does not match the image bytes")
+    if not (example["image/width"] and example["image/width"][0] > 0
+            and example["image/height"] and example["image/height"][0] > 0):
+        problems.append("width/height not positive")
+    columns = [example["image/object/bbox/" + k] for k in ("xmin", "ymin", "xmax", "ymax")]
+    labels, texts = example["image/object/class/label"], example["image/object/class/text"]
+    if len({len(c) for c in columns + [labels, texts]}) != 1:
+        problems.append("box, label and text lists differ in length")
+        return problems
+    for i, (xmin, ymin, xmax, ymax) in enumerate(zip(*columns)):
+        if not (0.0 <= xmin < xmax <= 1.0 and 0.0 <= ymin < ymax <= 1.0):
+            problems.append("box %d not within [0, 1] and ordered: %.4g %.4g %.4g %.4g" % (i, xmin, ymin, xmax, ymax))
+    for label, text in zip(labels, texts):
+        if label not in label_map:
+            problems.append("class %d is not in the label map" % label)
+        elif label_map[label].encode("utf-8") != text:
+            problems.append("class %d is named %r, the label map says %r" % (label, text.decode("utf-8", "replace"), label_map[label]))
+    return problems
+
+
+class Stats:
+    def __init__(self):
+        self.records = collections.Counter()        # split -> records
+        self.shards = collections.Counter()
+        self.boxes = collections.Counter()          # class id -> boxes
+        self.resolutions = collections.Counter()    # (width, height) -> images
+        self.sizes, self.aspects = [], []           # sqrt(box area) in image fractions; width/height in pixels
+        self.problems = []                          # (where, sentence)
+        self.problem_count = 0
+        self.negatives = 0
+
+    def add(self, split_name, example, problems, where):
+        self.records[split_name] += 1
+        for problem in problems:
+            self.problem_count += 1
+            if len(self.problems) < MAX_PROBLEMS_SHOWN:
+                self.problems.append((where, problem))
+        if "image/width" not in example or "image/object/class/label" not in example:
+            return
+        width, height = example["image/width"][0], example["image/height"][0]
+        self.resolutions[(width, height)] += 1
+        labels = example["image/object/class/label"]
+        self.negatives += 0 if labels else 1
+        for label, xmin, ymin, xmax, ymax in zip(labels, *(example["image/object/bbox/" + k]
+                                                          for k in ("xmin", "ymin", "xmax", "ymax"))):
+            self.boxes[label] += 1
+            if xmax > xmin and ymax > ymin:     # malformed boxes are reported by the checks instead
+                self.sizes.append(((xmax - xmin) * (ymax - ymin)) ** 0.5)
+                self.aspects.append((xmax - xmin) * width / ((ymax - ymin) * height))
+
+
+def _percentiles(values):
+    if not values:
+        return "-"
+    ordered = sorted(values)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return "min %.3g  p5 %.3g  median %.3g  p95 %.3g  max %.3g" % (
+        ordered[0], pick(0.05), pick(0.5), pick(0.95), ordered[-1])
+
+
+def inspect(output, preview=0):
+    """Read every record under ``output``; return (Stats, label map, [(key, example)] sampled for preview)."""
+    label_map_path = fsutil.join(output, "label_map.pbtxt")
+    try:
+        label_map = parse_label_map(fsutil.read_bytes(label_map_path).decode("utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError("cannot read the label map %s: %s" % (label_map_path, error))
+    stats, sample = Stats(), []     # sample: the ``preview`` records with the smallest order keys
+    seen = set()
+    for split_name in (split.TRAIN, split.EVAL):
+        folder = fsutil.join(output, split_name)
+        for rel in sorted(r for r in fsutil.list_tree(folder) if r.endswith(".tfrecord")):
+            stats.shards[split_name] += 1
+            path = fsutil.join(folder, rel)
+            try:
+                with _open(path) as f:
+                    for index, data in enumerate(records.read_records(f)):
+                        where = "%s/%s#%d" % (split_name, rel, index)
+                        try:
+                            example = records.decode_example(data)
+                        except (ValueError, IndexError, UnicodeDecodeError, struct_error()) as error:
+                            stats.add(split_name, {}, ["not a tf.train.Example: %s" % error], where)
+                            continue
+                        problems = check_example(example, label_map)
+                        key = (example.get("image/source_id") or [b""])[0]
+                        if key in seen:
+                            problems.append("source_id %r appears twice" % key.decode("utf-8", "replace"))
+                        seen.add(key)
+                        stats.add(split_name, example, problems, where)
+                        if preview and not problems:
+                            sample = sorted(sample + [(split.order_of(key.decode("utf-8", "replace")), example)],
+                                            key=lambda item: item[0])[:preview]
+            except ValueError as error:
+                stats.add(split_name, {}, ["%s" % error], "%s/%s" % (split_name, rel))
+    return stats, label_map, [example for _, example in sample]
+
+
+def struct_error():
+    import struct
+    return struct.error
+
+
+def _open(path):
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+def report(stats, label_map, summary=None):
+    lines = ["records: %s" % ", ".join("%s %d (%d shards)" % (s, stats.records[s], stats.shards[s])
+                                        for s in (split.TRAIN, split.EVAL))]
+    lines.append("frames without boxes: %d" % stats.negatives)
+    lines.append("boxes per class (%d classes in the label map):" % len(label_map))
+    for class_id in sorted(set(label_map) | set(stats.boxes)):
+        lines.append("  %4d %-30s %8d" % (class_id, label_map.get(class_id, "?"), stats.boxes[class_id]))
+    lines.append("box size, sqrt(area) as a fraction of the image: %s" % _percentiles(stats.sizes))
+    lines.append("box aspect, width/height in pixels:              %s" % _percentiles(stats.aspects))
+    lines.append("images per resolution: %s" % ", ".join(
+        "%dx%d: %d" % (w, h, n) for (w, h), n in stats.resolutions.most_common()))
+    if summary:
+        for name in (split.TRAIN, split.EVAL):
+            expected = summary["splits"][name]["images"]
+            if expected != stats.records[name]:
+                stats.problem_count += 1
+                stats.problems.append(("summary.json", "says %d %s images, the records hold %d"
+                                       % (expected, name, stats.records[name])))
+    if stats.problem_count:
+        lines.append("checks: %d problem(s); the first ones:" % stats.problem_count)
+        lines += ["  %s: %s" % item for item in stats.problems]
+    else:
+        lines.append("checks: all %d records well-formed (keys, sha256, boxes in [0, 1] and ordered, "
+                     "labels in the label map)" % sum(stats.records.values()))
+    return "\n".join(lines)
+
+
+def draw_previews(examples, label_map, folder, columns=4, thumb_width=320):
+    """One PNG per record with its boxes and class names, and a contact sheet of them all."""
+    from PIL import Image, ImageDraw
+
+    os.makedirs(folder, exist_ok=True)
+    colours = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
+               (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212)]
+    written, thumbs = [], []
+    for index, example in enumerate(examples):
+        # the stored pixel grid, as TensorFlow decodes it (no EXIF rotation), which the boxes refer to
+        image = Image.open(io.BytesIO(example["image/encoded"][0])).convert("RGB")
+        draw = ImageDraw.Draw(image)
+        width, height = image.size
+        line = max(2, width // 400)
+        for label, xmin, ymin, xmax, ymax in zip(example["image/object/class/label"],
+                                                 *(example["image/object/bbox/" + k] for k in ("xmin", "ymin", "xmax", "ymax"))):
+            colour = colours[label % len(colours)]
+            box = (xmin * width, ymin * height, xmax * width, ymax * height)
+            draw.rectangle(box, outline=colour, width=line)
+            text = "%d %s" % (label, label_map.get(label, "?"))
+            left, top, right, bottom = draw.textbbox((box[0], box[1]), text)
+            text_height = bottom - top + 2
+            y = box[1] - text_height if box[1] >= text_height else box[1]   # above the box, or inside at the edge
+            draw.rectangle((left, y, right + 2, y + text_height), fill=colour)
+            draw.text((box[0] + 1, y), text, fill=(0, 0, 0))
+        name = os.path.basename(example["image/source_id"][0].decode("utf-8", "replace"))
+        path = os.path.join(folder, "%02d_%s.png" % (index, os.path.splitext(name)[0]))
+        image.save(path)
+        written.append(path)
+        thumbs.append(image.resize((thumb_width, max(1, round(height * thumb_width / width)))))
+    if thumbs:
+        rows = -(-len(thumbs) // columns)
+        cell_height = max(t.size[1] for t in thumbs)
+        sheet = Image.new("RGB", (columns * thumb_width, rows * cell_height), (255, 255, 255))
+        for i, thumb in enumerate(thumbs):
+            sheet.paste(thumb, ((i % columns) * thumb_width, (i // columns) * cell_height))
+        sheet_path = os.path.join(folder, "contact_sheet.png")
+        sheet.save(sheet_path)
+        written.append(sheet_path)
+    return written
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m tfproc inspect",
+        description="Show what a conversion output holds (records per split, boxes per class, box "
+                    "sizes and aspects, resolutions) and check that every record is well-formed. "
+                    "Exits 1 if a check fails, so it can gate a training launch.")
+    parser.add_argument("output", help="a conversion output folder (local or gs://)")
+    parser.add_argument("--preview", type=int, default=0, metavar="N",
+                        help="draw the boxes of N sampled records onto their images")
+    parser.add_argument("--preview-dir", default="tfrecord-preview",
+                        help="where the preview PNGs and contact_sheet.png go (default: ./tfrecord-preview)")
+    args = parser.parse_args(argv)
+    output = args.output.rstrip("/")
+    try:
+        stats, label_map, sample = inspect(output, max(0, args.preview))
+    except ValueError as error:
+        print("error: %s" % error, file=sys.stderr)
+        return 2
+    try:
+        summary = json.loads(fsutil.read_bytes(fsutil.join(output, "summary.json")))
+    except (OSError, ValueError):
+        summary = None
+    print(report(stats, label_map, summary))
+    if not sum(stats.records.values()):
+        print("error: no records under %s/train or %s/eval" % (output, output), file=sys.stderr)
+        return 1
+    if args.preview:
+        written = draw_previews(sample, label_map, args.preview_dir)
+        print("preview: %d image(s) and a contact sheet in %s" % (len(written) - 1, args.preview_dir))
+    return 1 if stats.problem_count else 0
