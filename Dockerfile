@@ -10,7 +10,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # Optional: the gcloud CLI (for gsutil and gcloud ai-platform), with --build-arg WITH_GCLOUD=1.
+# Not version-pinned: Google's apt repository drops old gcloud releases, so a pin would break builds.
 ARG WITH_GCLOUD=0
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# hadolint ignore=DL3008
 RUN if [ "$WITH_GCLOUD" = "1" ]; then \
       apt-get update && apt-get install -y --no-install-recommends curl ca-certificates gnupg \
       && curl -fsSL https://packages.cloud.google.com/apt/doc/apt-key.gpg | gpg --dearmor -o /usr/share/keyrings/cloud.google.gpg \
