@@ -260,11 +260,10 @@ class Progress:
 
     def _line(self):
         elapsed = time.time() - self.settings.started
-        plan_path = fsutil.join(self.settings.staging, pipeline.PLAN)
-        if not fsutil.list_tree(self.settings.staging).get(pipeline.PLAN):
-            return "[%4.0fs] reading annotations ..." % elapsed
-        plan = json.loads(fsutil.read_bytes(plan_path))
         files = fsutil.list_tree(self.settings.staging)
+        if pipeline.PLAN not in files:
+            return "[%4.0fs] reading annotations ..." % elapsed
+        plan = json.loads(fsutil.read_bytes(fsutil.join(self.settings.staging, pipeline.PLAN)))
         done = sum(1 for rel in files if rel.endswith(".tfrecord"))
         written = sum(size for rel, size in files.items() if ".tfrecord" in rel)
         return "[%4.0fs] %d frames: %d/%d shards written, %.0f MB" % (

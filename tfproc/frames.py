@@ -109,9 +109,7 @@ def _name(dataset, rel):
 def _load_json(read, path):
     try:
         return json.loads(read(path))
-    except json.JSONDecodeError as error:
-        raise annotations.BadInput("invalid JSON", str(error))
-    except UnicodeDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise annotations.BadInput("invalid JSON", str(error))
 
 

@@ -5,6 +5,7 @@ import hashlib
 import io
 import json
 import os
+import struct
 import sys
 
 from tfproc import fsutil, records, split
@@ -110,7 +111,7 @@ def inspect(output, preview=0):
                         where = "%s/%s#%d" % (split_name, rel, index)
                         try:
                             example = records.decode_example(data)
-                        except (ValueError, IndexError, UnicodeDecodeError, struct_error()) as error:
+                        except (ValueError, IndexError, UnicodeDecodeError, struct.error) as error:
                             stats.add(split_name, {}, ["not a tf.train.Example: %s" % error], where)
                             continue
                         problems = check_example(example, label_map)
@@ -125,11 +126,6 @@ def inspect(output, preview=0):
             except ValueError as error:
                 stats.add(split_name, {}, ["%s" % error], "%s/%s" % (split_name, rel))
     return stats, label_map, [example for _, example in sample]
-
-
-def struct_error():
-    import struct
-    return struct.error
 
 
 def _open(path):
