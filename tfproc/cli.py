@@ -230,9 +230,9 @@ def _report_failure(settings, error):
 class Progress:
     """Prints a progress line while the pipeline runs, from what has reached the staging folder."""
 
-    def __init__(self, settings, every=2.0):
+    def __init__(self, settings):
         self.settings = settings
-        self.every = every
+        self.every = 10.0 if fsutil.is_remote(settings.staging) else 2.0   # a remote listing costs a request
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.tty = sys.stderr.isatty()
