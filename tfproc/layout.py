@@ -169,16 +169,19 @@ def find_real_datasets(source, label_map, exclude=None):
     """Every ``annotations.json`` (UnityGroceries-Real list form) under ``source`` with ``images/`` beside it."""
     source = source.rstrip("/\\")
     files = _listing(source, exclude)
-    datasets = []
+    datasets = {}   # folder of an annotations.json -> Dataset
     for path in sorted(files):
         folder, name = posixpath.split(path)
-        if name != "annotations.json":
-            continue
-        prefix = folder + "/images/" if folder else "images/"
-        images = {p[len(folder) + 1 if folder else 0:]: size for p, size in files.items()
-                  if p.startswith(prefix) and p.lower().endswith(IMAGE_EXTENSIONS)}
-        datasets.append(Dataset(root=_full(source, folder), key_prefix=folder, kind=REAL,
-                                definitions=label_map, annotation_files=["annotations.json"], images=images))
+        if name == "annotations.json":
+            datasets[folder] = Dataset(root=_full(source, folder), key_prefix=folder, kind=REAL,
+                                       definitions=label_map, annotation_files=["annotations.json"], images={})
+    for path, size in files.items():
+        root = _owning_root(path, datasets)
+        if root is not None and path.lower().endswith(IMAGE_EXTENSIONS):
+            rel = _rel(path, root)
+            if rel.startswith("images/"):
+                datasets[root].images[rel] = size
+    datasets = [datasets[folder] for folder in sorted(datasets)]
     return Discovery(datasets, [], len(files))
 
 
