@@ -306,3 +306,17 @@ def test_a_retried_shard_writes_one_file_with_the_same_bytes(tmp_path):
     assert os.listdir(tmp_path / "out" / ".staging-t" / "train") == ["train-00000-of-00001.tfrecord"]
     assert (tmp_path / "out" / ".staging-t" / "train" / "train-00000-of-00001.tfrecord").read_bytes() == data
     assert len(read_records(str(tmp_path / "out" / ".staging-t" / "train" / "*.tfrecord"))) == 1
+
+
+def test_shards_no_frame_hashed_to_are_written_empty(fixtures_dir, tmp_path):
+    """More shards than frames: every name of the set exists, the empty ones hold no record."""
+    source = tmp_path / "simrun"
+    shutil.copytree(fixtures_dir / "simrun", source)
+    assert convert("--source", source, "--eval-pct", 0, "--shard-size-mb", 0.05, *FAST) == 0
+    summary = json.loads((source / "output" / "summary.json").read_text())
+    count = summary["splits"]["train"]["shards"]
+    files = sorted(os.listdir(source / "output" / "train"))
+    assert count > 2 and files == ["train-%05d-of-%05d.tfrecord" % (i, count) for i in range(count)]
+    empty = [f for f in files if (source / "output" / "train" / f).stat().st_size == 0]
+    assert len(empty) >= count - 2
+    assert len(read_records(str(source / "output" / "train" / "*.tfrecord"))) == 2

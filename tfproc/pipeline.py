@@ -159,11 +159,14 @@ def finish(merged, settings, label_map, totals):
             FileSystems.delete(stale)
     for split_name, count in counts.items():
         fsutil.makedirs(fsutil.join(settings.output, split_name))
+        staged = fsutil.list_tree(fsutil.join(settings.staging, split_name))
         for index in range(count):
-            staged = staged_shard(settings, split_name, index, count)
-            if not FileSystems.exists(staged):   # no frame hashed to this shard
-                fsutil.write_atomically(staged, b"")
-            fsutil.move(staged, fsutil.join(settings.output, split_name, split.shard_name(split_name, index, count)))
+            name = split.shard_name(split_name, index, count)
+            final = fsutil.join(settings.output, split_name, name)
+            if name in staged:
+                fsutil.move(staged_shard(settings, split_name, index, count), final)
+            else:   # no frame hashed to this shard: an empty one keeps the set of N complete
+                fsutil.write_atomically(final, b"")
     fsutil.write_atomically(fsutil.join(settings.output, LABEL_MAP), label_map.to_pbtxt().encode("utf-8"))
     fsutil.write_atomically(fsutil.join(settings.output, SUMMARY), _json(result))
     fsutil.delete_tree(settings.staging)
