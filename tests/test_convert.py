@@ -8,7 +8,7 @@ import shutil
 import pytest
 from PIL import Image
 
-from tfproc import sample
+from tfproc import labels, sample
 from conftest import convert, read_records, tfrecords_under
 
 FAST = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
@@ -152,8 +152,8 @@ def test_summary_counts_are_exact(bad_run, converted):
 
 def test_label_map_matches_the_records(converted):
     text = (converted["out"] / "label_map.pbtxt").read_text()
-    items = dict((int(i), n) for i, n in
-                 __import__("re").findall(r"item \{\s*id: (\d+)\s*name: '([^']*)'\s*\}", text))
+    assert 'item {\n  name: "cereal"\n  id: 1\n}\n' in text
+    items = labels.parse_label_map(text)
     assert items == {i + 1: name for i, name in enumerate(sample.LABELS)}
     for record in converted["train"] + converted["eval"]:
         for label, text_name in zip(record["image/object/class/label"], record["image/object/class/text"]):
@@ -293,8 +293,7 @@ def test_a_retried_shard_writes_one_file_with_the_same_bytes(tmp_path):
 
     image = tmp_path / "a.png"
     image.write_bytes(sample.noisy_png(16, 12, __import__("random").Random(1)))
-    settings = pipeline.Settings(str(tmp_path), str(tmp_path / "out"), str(tmp_path / "out" / ".staging-t"),
-                                 20.0, 1 << 20, False, time.time())
+    settings = pipeline.Settings(str(tmp_path), str(tmp_path / "out"), "t", 20.0, 1 << 20, False, time.time())
     (tmp_path / "out" / ".staging-t" / "train").mkdir(parents=True)
     refs = [FrameRef("a.png", str(image), image.stat().st_size, (Box(1, "x", 1, 1, 4, 4),), "c#0")]
     label_map = labels.build_label_map({1: {"x"}})
@@ -308,15 +307,13 @@ def test_a_retried_shard_writes_one_file_with_the_same_bytes(tmp_path):
     assert len(read_records(str(tmp_path / "out" / ".staging-t" / "train" / "*.tfrecord"))) == 1
 
 
-def test_shards_no_frame_hashed_to_are_written_empty(fixtures_dir, tmp_path):
-    """More shards than frames: every name of the set exists, the empty ones hold no record."""
+def test_never_more_shards_than_frames(fixtures_dir, tmp_path):
+    """A shard size far below one frame: one shard per frame at most, the set complete."""
     source = tmp_path / "simrun"
     shutil.copytree(fixtures_dir / "simrun", source)
     assert convert("--source", source, "--eval-pct", 0, "--shard-size-mb", 0.05, *FAST) == 0
     summary = json.loads((source / "output" / "summary.json").read_text())
     count = summary["splits"]["train"]["shards"]
     files = sorted(os.listdir(source / "output" / "train"))
-    assert count > 2 and files == ["train-%05d-of-%05d.tfrecord" % (i, count) for i in range(count)]
-    empty = [f for f in files if (source / "output" / "train" / f).stat().st_size == 0]
-    assert len(empty) >= count - 2
+    assert count == 2 and files == ["train-%05d-of-%05d.tfrecord" % (i, count) for i in range(count)]
     assert len(read_records(str(source / "output" / "train" / "*.tfrecord"))) == 2

@@ -1,7 +1,7 @@
 """Other inputs through the same pipeline: SOLO datasets, real photos (annotations.json, COCO)."""
 import json
 
-from tfproc import sample
+from tfproc import labels, sample
 from conftest import convert, read_records
 from test_convert import FAST, assert_boxes_equal, expected_boxes, record_boxes
 
@@ -140,4 +140,4 @@ def test_coco_boxes_and_categories(fixtures_dir, tmp_path):
     assert_boxes_equal(record_boxes(record), expected_boxes(values, width, height))
     assert [t.decode() for t in record["image/object/class/text"]] == ["car", "bicycle", "person"]
     label_map = (tmp_path / "out" / "label_map.pbtxt").read_text()
-    assert "id: 25\n  name: 'person'" in label_map and "id: 34\n  name: 'bicycle'" in label_map
+    assert labels.parse_label_map(label_map) == {25: "person", 27: "car", 34: "bicycle"}

@@ -115,7 +115,7 @@ def test_label_ids_kept_when_they_start_at_one():
     label_map = labels.build_label_map(labels.merge([{1: {"a"}, 3: {"c"}}, {2: {"b"}}]))
     assert (label_map.names, label_map.shift, label_map.num_classes) == ({1: "a", 2: "b", 3: "c"}, 0, 3)
     assert label_map.to_pbtxt() == (
-        "item {\n  id: 1\n  name: 'a'\n}\nitem {\n  id: 2\n  name: 'b'\n}\nitem {\n  id: 3\n  name: 'c'\n}\n")
+        'item {\n  name: "a"\n  id: 1\n}\nitem {\n  name: "b"\n  id: 2\n}\nitem {\n  name: "c"\n  id: 3\n}\n')
 
 
 def test_label_ids_shift_by_one_when_a_dataset_uses_zero():
@@ -141,8 +141,10 @@ def test_split_is_stable_and_close_to_the_asked_share():
 
 def test_shards_are_all_used_and_counts_follow_size():
     assert split.num_shards(0, 100) == 1
-    assert split.num_shards(100, 100) == 1
-    assert split.num_shards(101, 100) == 2
+    assert split.num_shards(75, 100) == 1      # shards average 3/4 of the limit
+    assert split.num_shards(76, 100) == 2
+    assert split.num_shards(10 ** 9, 1, frames=8) == 8         # never more shards than frames
+    assert split.num_shards(10 ** 12, 1) == split.MAX_SHARDS
     used = {split.shard_of("k%d" % i, 8) for i in range(400)}
     assert used == set(range(8))
     assert split.shard_name("train", 3, 8) == "train-00003-of-00008.tfrecord"
@@ -219,7 +221,7 @@ def test_layout_keeps_the_highest_attempt_and_ignores_the_output(tmp_path):
     _touch(run / "output" / "x" / "Dataset9" / "annotation_definitions.json")
 
     found = layout.find_datasets(str(run), exclude=str(run / "output"))
-    assert [(d.key_prefix, d.kind, d.definitions, d.annotation_files, d.images) for d in found.datasets] == [
+    assert [(d.key_prefix, d.kind, d.definitions) + layout.list_dataset(d) for d in found.datasets] == [
         ("urn:app_params:A/instance:0/attempt:2", "legacy", "Dataset1/annotation_definitions.json",
          ["Dataset1/captures_000.json"], {"RGB1/rgb_2.png": 3}),
         ("urn:app_params:B/instance:3/attempt:0", "legacy", "DatasetX/annotation_definitions.json",
@@ -227,6 +229,7 @@ def test_layout_keeps_the_highest_attempt_and_ignores_the_output(tmp_path):
     ]
     assert found.superseded == ["urn:app_params:A/instance:0/attempt:0", "urn:app_params:A/instance:0/attempt:1"]
     assert found.datasets[0].root == str(run / "urn:app_params:A" / "instance:0" / "attempt:2")
+    assert found.skipped == []
 
 
 def test_layout_finds_solo_datasets(tmp_path):
@@ -236,7 +239,8 @@ def test_layout_finds_solo_datasets(tmp_path):
         _touch(tmp_path / name / "sequence.0" / "step0.frame_data.json")
         _touch(tmp_path / name / "sequence.0" / "step0.camera.png", b"1")
     found = layout.find_datasets(str(tmp_path))
-    assert [(d.key_prefix, d.kind, d.annotation_files, sorted(d.images)) for d in found.datasets] == [
+    listed = [layout.list_dataset(d) for d in found.datasets]
+    assert [(d.key_prefix, d.kind, files, sorted(images)) for d, (files, images) in zip(found.datasets, listed)] == [
         ("solo_a", "solo", ["sequence.0/step0.frame_data.json"], ["sequence.0/step0.camera.png"]),
         ("solo_b", "solo", ["sequence.0/step0.frame_data.json"], ["sequence.0/step0.camera.png"]),
     ]
@@ -244,9 +248,10 @@ def test_layout_finds_solo_datasets(tmp_path):
 
 def test_layout_of_a_single_dataset_folder(fixtures_dir):
     found = layout.find_datasets(str(fixtures_dir / "simrun"))
-    assert [(d.key_prefix, d.annotation_files) for d in found.datasets] == [
-        ("", ["Dataset/captures_000.json", "Dataset/captures_001.json"])]
-    assert "captures/camera_000.png" in found.datasets[0].images
+    files, images = layout.list_dataset(found.datasets[0])
+    assert [d.key_prefix for d in found.datasets] == [""]
+    assert files == ["Dataset/captures_000.json", "Dataset/captures_001.json"]
+    assert "captures/camera_000.png" in images
 
 
 def test_layout_of_a_folder_without_datasets(tmp_path):

@@ -7,6 +7,8 @@ import math
 import posixpath
 
 LEGACY_BOX_NAMES = {"bounding box", "2d bounding box"}
+# The label map's ids are int32 (StringIntLabelMapItem.id); one id is kept free for the +1 shift.
+MAX_LABEL_ID = 2 ** 31 - 2
 LEGACY_BOX_ID = "f9f22e05-443f-4602-a422-ebe4ea9b55cb"
 SOLO_BOX_TYPE = "BoundingBox2DAnnotation"
 SOLO_CAMERA_TYPE = "RGBCamera"
@@ -61,9 +63,14 @@ def box_definition(definitions, kind):
     for definition in matches:
         for item in definition.get("spec") or []:
             try:
-                labels[int(item["label_id"])] = str(item["label_name"])
-            except (KeyError, TypeError, ValueError):
+                label_id, name = item["label_id"], item["label_name"]
+            except (KeyError, TypeError):
                 raise BadInput("malformed annotation definitions", "label spec %s" % _short(item))
+            if not is_label_id(label_id) or not isinstance(name, str):
+                raise BadInput("malformed annotation definitions",
+                               "label id must be an integer in [0, %d] and its name a string: %s"
+                               % (MAX_LABEL_ID, _short(item)))
+            labels[label_id] = name
     return BoxDefinition(frozenset(str(d.get("id")) for d in matches), labels)
 
 
@@ -99,8 +106,9 @@ def _legacy_frame(capture, definition, name):
     sensor = capture.get("sensor") or {}
     filename = capture.get("filename")
     modality = sensor.get("modality") if isinstance(sensor, dict) else None
-    if modality not in (None, "camera") or not _is_image_name(filename):
+    if modality not in (None, "camera"):
         return None     # lidar and other sensors
+    _check_image_name(filename)
     boxes = []
     for annotation in capture.get("annotations") or []:
         if isinstance(annotation, dict) and str(annotation.get("annotation_definition")) in definition.ids:
@@ -124,8 +132,7 @@ def solo_frames(frame_doc, definition, origin, folder):
         name = "%s#%s" % (origin, capture.get("id", index))
         try:
             filename = capture.get("filename")
-            if not _is_image_name(filename):
-                raise BadInput("malformed capture", "camera capture without an image filename")
+            _check_image_name(filename)
             boxes = []
             for annotation in capture.get("annotations") or []:
                 if isinstance(annotation, dict) and _is_solo_box(annotation, definition):
@@ -138,16 +145,11 @@ def solo_frames(frame_doc, definition, origin, folder):
 
 def label_map_definition(text):
     """A BoxDefinition from a ``StringIntLabelMap`` text proto (for photos whose boxes give ids only)."""
-    import re
-    labels = {}
-    for item in re.findall(r"item\s*\{(.*?)\}", text, re.S):
-        found_id = re.search(r"\bid\s*:\s*(\d+)", item)
-        found_name = re.search(r"\b(?:display_)?name\s*:\s*['\"](.*?)['\"]", item)
-        if found_id and found_name:
-            labels[int(found_id.group(1))] = found_name.group(1)
-    if not labels:
-        raise BadInput("malformed label map", "no item { id: N name: '...' } entries")
-    return BoxDefinition(frozenset(), labels)
+    from tfproc import labels
+    try:
+        return BoxDefinition(frozenset(), labels.parse_label_map(text))
+    except labels.BadLabelMap as error:
+        raise BadInput("malformed label map", str(error))
 
 
 def real_frames(doc, definition, origin, folder):
@@ -173,9 +175,12 @@ def real_frames(doc, definition, origin, folder):
 def coco_definition(doc):
     """Class ids and names from a COCO file's categories."""
     try:
-        labels = {int(c["id"]): str(c["name"]) for c in doc["categories"]}
-    except (KeyError, TypeError, ValueError):
+        labels = {c["id"]: c["name"] for c in doc["categories"]}
+    except (KeyError, TypeError):
         raise BadInput("malformed annotation definitions", "COCO categories need id and name")
+    if not all(is_label_id(i) and isinstance(n, str) for i, n in labels.items()):
+        raise BadInput("malformed annotation definitions",
+                       "COCO category ids must be integers in [0, %d] and names strings" % MAX_LABEL_ID)
     return BoxDefinition(frozenset(), labels)
 
 
@@ -204,8 +209,8 @@ def coco_frames(doc, definition, origin, folder=""):
 
 def _coco_box(value, label_key, definition):
     try:
-        x, y, width, height = (float(n) for n in value["bbox"])
-    except (KeyError, TypeError, ValueError):
+        x, y, width, height = (_number(n) for n in value["bbox"])
+    except (KeyError, TypeError, ValueError, OverflowError):
         raise BadInput("malformed box", _short(value))
     label_id = value.get(label_key)
     if label_id not in definition.labels:
@@ -223,6 +228,25 @@ def _is_image_name(filename):
     return isinstance(filename, str) and filename.lower().endswith((".png", ".jpg", ".jpeg"))
 
 
+def _check_image_name(filename):
+    """A camera capture must name a PNG or JPEG file; anything else is reported, not ignored."""
+    if not isinstance(filename, str) or not filename:
+        raise BadInput("malformed capture", "camera capture without an image filename")
+    if not _is_image_name(filename):
+        raise BadInput("unsupported image format", "%s is not a PNG or JPEG file" % _short(filename))
+
+
+def is_label_id(value):
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_LABEL_ID
+
+
+def _number(value):
+    """A JSON number as a float; strings, booleans and numbers past float range are refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("not a number: %r" % (value,))
+    return float(value)     # OverflowError for an integer of hundreds of digits
+
+
 def _legacy_xywh(value):
     return value["x"], value["y"], value["width"], value["height"]
 
@@ -235,17 +259,23 @@ def _solo_xywh(value):
 def _box(value, label_key, name_key, xywh):
     try:
         label_id = value[label_key]
-        label_name = str(value.get(name_key) or "")
-        numbers = [float(n) for n in xywh(value)]
-    except (KeyError, TypeError, ValueError):
+        label_name = value.get(name_key) or ""
+        numbers = [_number(n) for n in xywh(value)]
+    except (KeyError, TypeError, ValueError, OverflowError):
         raise BadInput("malformed box", _short(value))
-    if isinstance(label_id, bool) or not isinstance(label_id, int) or label_id < 0:
-        raise BadInput("malformed box", "label id is not a non-negative integer: %s" % _short(value))
+    if not is_label_id(label_id):
+        raise BadInput("malformed box", "label id is not an integer in [0, %d]: %s"
+                       % (MAX_LABEL_ID, _short(value)))
+    if not isinstance(label_name, str):
+        raise BadInput("malformed box", "label name is not a string: %s" % _short(value))
     if not all(math.isfinite(n) for n in numbers) or numbers[2] < 0 or numbers[3] < 0:
         raise BadInput("malformed box", "negative or non-finite size: %s" % _short(value))
     return Box(label_id, label_name, *numbers)
 
 
 def _short(value, limit=120):
-    text = repr(value)
+    try:
+        text = repr(value)
+    except RecursionError:
+        return "<a value nested too deeply to show>"
     return text if len(text) <= limit else text[:limit] + "..."

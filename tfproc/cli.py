@@ -1,8 +1,11 @@
 """``python main.py``: convert a Unity Simulation run or Perception dataset into TFRecords."""
 import argparse
+import difflib
 import json
 import logging
+import math
 import os
+import signal
 import sys
 import threading
 import time
@@ -12,6 +15,7 @@ from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions
                                                   StandardOptions, TestOptions)
 
 from tfproc import fsutil, layout, pipeline, split
+from tfproc import output as output_lib
 from tfproc import summary as summary_lib
 
 DESCRIPTION = """\
@@ -64,8 +68,10 @@ def add_output_arguments(parser):
                         help="fail (writing nothing) if any frame, image or annotation file is bad, "
                              "instead of skipping and reporting it")
     parser.add_argument("--shard-size-mb", type=float, default=200, metavar="MB",
-                        help="largest size of a shard; shards come out between half this and this "
-                             "(default: 200)")
+                        help="largest size of a shard: shards average 3/4 of it (default: 200)")
+    parser.add_argument("--cancel-on-interrupt", action="store_true",
+                        help="with --runner DataflowRunner: Ctrl-C cancels the job (by default the "
+                             "job keeps running and finishes the output by itself)")
 
 
 def main(argv=None):
@@ -81,68 +87,134 @@ def find_run_datasets(source, output):
     return found, what
 
 
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM; raised in the main thread whatever Beam does with KeyboardInterrupt."""
+
+
 def guarded(command, beam_args):
-    """Run a conversion command: one line for errors, exit 2 for bad input, 1 for a failed run."""
+    """Run a conversion command: one line for errors, exit 2 for bad input, 1 for a failed run,
+    130 when interrupted."""
     _configure_logging(beam_args)
+    previous = {}
+
+    def interrupt(signum, frame):
+        raise Interrupted()
+
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, interrupt)
     try:
         return command()
     except UsageError as error:
         print("error: %s" % error, file=sys.stderr)
         return 2
-    except pipeline.ConversionFailed as error:
+    except (pipeline.ConversionFailed, output_lib.OutputBusy) as error:
         print("error: %s" % error, file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("\ninterrupted; nothing was written to the output", file=sys.stderr)
+    except (Interrupted, KeyboardInterrupt):
+        print("\ninterrupted", file=sys.stderr)
         return 130
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def run(args, beam_args, find=find_run_datasets):
     """Convert what ``find(source, output)`` finds; it returns ``(Discovery, what it looks for)``."""
     started = time.time()
+    _check_beam_options(beam_args)
     options = _pipeline_options(beam_args)
     source = args.source.rstrip("/\\")
     output = (args.output or fsutil.join(source, "output")).rstrip("/\\")
     _check_arguments(args, options, source, output)
 
-    print("Listing %s ..." % source, file=sys.stderr)
-    found, what = find(source, output)
-    if not found.files_listed:
-        raise UsageError("source %s does not exist or is empty; it should hold %s" % (source, what))
-    if not found.datasets:
-        raise UsageError("no dataset under %s (%d files): it should hold %s"
-                         % (source, found.files_listed, what))
-    annotation_files = sum(len(d.annotation_files) for d in found.datasets)
-    print("Found %d dataset(s) with %d annotation file(s) and %d image file(s)%s." % (
-        len(found.datasets), annotation_files, sum(len(d.images) for d in found.datasets),
-        "; left out %d earlier attempt(s)" % len(found.superseded) if found.superseded else ""),
-        file=sys.stderr)
-
-    settings = pipeline.Settings(
-        source=source, output=output, staging=pipeline.new_staging(output),
-        eval_pct=args.eval_pct, shard_bytes=int(args.shard_size_mb * 1024 * 1024),
-        strict=args.strict, started=started, superseded=tuple(found.superseded))
-    output_existed = fsutil.is_remote(output) or bool(fsutil.list_tree(output)) or _is_dir(output)
+    run_id = pipeline.new_run_id()
+    created = not fsutil.is_remote(output) and not os.path.exists(output)
+    claim = output_lib.claim(output, run_id)
+    settings = None
+    detached = False
     try:
+        for line in output_lib.recover(output, run_id):
+            print(line, file=sys.stderr)
+        existing = output_lib.existing_output(output)
+        if existing and not args.overwrite:
+            raise UsageError("%s already holds the output of an earlier run (%s); pass --overwrite to "
+                             "replace it, or --output to write elsewhere" % (output, existing[0]))
+        print("Listing %s ..." % source, file=sys.stderr)
+        found, what = find(source, output)
+        if not found.files_listed:
+            raise UsageError("source %s does not exist or is empty; it should hold %s" % (source, what))
+        if not found.datasets:
+            raise UsageError("no dataset under %s (%d files): it should hold %s"
+                             % (source, found.files_listed, what))
+        print("Found %d dataset(s) in %d files%s." % (
+            len(found.datasets), found.files_listed,
+            "; left out %d earlier attempt(s)" % len(found.superseded) if found.superseded else ""),
+            file=sys.stderr)
+
+        settings = pipeline.Settings(
+            source=source, output=output, run_id=run_id,
+            eval_pct=args.eval_pct, shard_bytes=int(args.shard_size_mb * 1024 * 1024),
+            strict=args.strict, started=started, superseded=tuple(found.superseded),
+            skipped=tuple(tuple(item) for item in found.skipped))
         for split_name in (split.TRAIN, split.EVAL):
             fsutil.makedirs(fsutil.join(settings.staging, split_name))
         pipeline.write_manifest(settings, found.datasets)
-        _run_pipeline(settings, options)
+        _run_pipeline(settings, options, claim)
         if options.view_as(TestOptions).dry_run:
             fsutil.delete_tree(settings.staging)
             print("Dry run: the %s job was built and not run; nothing was written." % _runner(options))
             return 0
     except BaseException as error:
-        try:
-            _report_failure(settings, error)
-        finally:
-            fsutil.delete_tree(settings.staging)
-            if not output_existed:
-                fsutil.delete_tree(output)
+        detached = _is_detached(error, args)
+        if not detached:
+            try:
+                if settings is not None:
+                    _report_failure(settings, error)
+            finally:
+                _clean_up(output, run_id, created)
         raise
+    finally:
+        if not detached:
+            claim.release()
+            if created:
+                _remove_if_empty(output)
     with_summary = json.loads(fsutil.read_bytes(fsutil.join(output, pipeline.SUMMARY)))
     print(summary_lib.human(with_summary))
     return 0
+
+
+def _is_detached(error, args):
+    """Whether an interrupted Dataflow job is left running (its staging and lock kept)."""
+    job = getattr(error, "dataflow_job", None)
+    if not job:
+        return False
+    if args.cancel_on_interrupt:
+        print("\ninterrupted: cancelling Dataflow job %s ..." % job.job_id(), file=sys.stderr)
+        job.cancel()
+        return False
+    print("\ninterrupted: Dataflow job %s keeps running and will write the output by itself; its "
+          "staging folder and the output's lock stay in place until it ends. To stop it: gcloud "
+          "dataflow jobs cancel %s (or run with --cancel-on-interrupt next time)."
+          % (job.job_id(), job.job_id()), file=sys.stderr)
+    return True
+
+
+def _clean_up(output, run_id, created):
+    """Remove what this run wrote; nothing else."""
+    fsutil.delete_tree(output_lib.staging_folder(output, run_id))
+    if created:
+        lock = os.path.join(output, output_lib.LOCK)
+        if os.path.isfile(lock):
+            os.remove(lock)
+
+
+def _remove_if_empty(path):
+    """The output folder this run created, if the run left nothing in it."""
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
 
 
 def _configure_logging(beam_args):
@@ -158,57 +230,102 @@ def _runner(options):
     return options.view_as(StandardOptions).runner or "DirectRunner"
 
 
-def _is_dir(path):
-    return not fsutil.is_remote(path) and os.path.isdir(path)
+def _is_local(options):
+    return _runner(options) in ("DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
 
 
 def _pipeline_options(beam_args):
-    """Beam's options; a local run uses every core, in threads: the heavy work (reading, hashing,
-    writing) releases the GIL, and threads start faster than worker processes (see benchmarks/)."""
+    """Beam's options. A local run uses Beam's FnApiRunner directly (never Prism, which Beam would
+    try to download first) in its in-memory mode: one Beam worker, safe from the races of the
+    multi-threaded mode; the heavy work (reading, hashing, writing) runs in the tool's own bounded
+    thread pools (see benchmarks/). ``--direct_running_mode multi_processing
+    --direct_num_workers N`` spreads the parsing and writing over N processes."""
     options = PipelineOptions(beam_args)
-    if options.view_as(StandardOptions).runner is None:
+    if _is_local(options):
         direct = options.view_as(DirectOptions)
-        if "--direct_num_workers" not in " ".join(beam_args):
-            direct.direct_num_workers = 0           # every core
         if "--direct_running_mode" not in " ".join(beam_args):
-            direct.direct_running_mode = "multi_threading"
+            direct.direct_running_mode = "in_memory"
+        if "--direct_num_workers" not in " ".join(beam_args):
+            direct.direct_num_workers = 1
     return options
 
 
+def _check_beam_options(beam_args):
+    """Refuse options that neither this tool nor Beam knows (a typo would otherwise be ignored)."""
+    from apache_beam.options.pipeline_options import _BeamArgumentParser
+    parser = _BeamArgumentParser(allow_abbrev=False)
+    for cls in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
+        cls._add_argparse_args(parser)  # pylint: disable=protected-access
+    _, unknown = parser.parse_known_args(beam_args)
+    if not unknown:
+        return
+    known = [opt for action in parser._actions for opt in action.option_strings] + OWN_OPTIONS
+    name = unknown[0].split("=", 1)[0]
+    close = difflib.get_close_matches(name, known, n=1)
+    raise UsageError("unknown option %s%s (see --help; options of Apache Beam are accepted too)"
+                     % (name, "; did you mean %s?" % close[0] if close else ""))
+
+
+OWN_OPTIONS = ["--source", "--eval-pct", "--output", "--overwrite", "--strict", "--shard-size-mb",
+               "--cancel-on-interrupt", "--label-map", "--coco", "--images"]
+
+
 def _check_arguments(args, options, source, output):
-    if not 0 <= args.eval_pct <= 100:
+    if not math.isfinite(args.eval_pct) or not 0 <= args.eval_pct <= 100:
         raise UsageError("--eval-pct must be between 0 and 100, got %g" % args.eval_pct)
-    if args.shard_size_mb <= 0:
-        raise UsageError("--shard-size-mb must be positive, got %g" % args.shard_size_mb)
+    if not math.isfinite(args.shard_size_mb) or args.shard_size_mb <= 0 or args.shard_size_mb > 2 ** 20:
+        raise UsageError("--shard-size-mb must be a number of megabytes above 0 (e.g. 200), got %s"
+                         % args.shard_size_mb)
     runner = _runner(options)
     if "Dataflow" in runner:
         for name, path in (("--source", source), ("--output", output)):
             if not path.startswith("gs://"):
                 raise UsageError("%s must be a gs:// path with --runner %s (workers cannot read "
                                  "this machine's files): %s" % (name, runner, path))
-    existing = [rel for rel in fsutil.list_tree(output)
-                if rel.endswith(".tfrecord") or rel in (pipeline.SUMMARY, pipeline.LABEL_MAP)]
-    if existing and not args.overwrite:
-        raise UsageError("%s already holds the output of an earlier run (%s); pass --overwrite to "
-                         "replace it, or --output to write elsewhere" % (output, existing[0]))
+    if fsutil.is_file(output):
+        raise UsageError("--output %s is a file; it must be a folder (new or of an earlier run)" % output)
+    if any(path.startswith("gs://") for path in (source, output)):
+        _check_credentials()
 
 
-def _run_pipeline(settings, options):
-    progress = Progress(settings)
-    progress.start()
+def _check_credentials():
+    """gs:// needs Google credentials; without them Beam retries silently for minutes."""
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
     try:
-        p = beam.Pipeline(options=options)
+        google.auth.default()
+    except DefaultCredentialsError:
+        raise UsageError("gs:// paths need Google Cloud credentials and none were found: run "
+                         "'gcloud auth application-default login', or set "
+                         "GOOGLE_APPLICATION_CREDENTIALS to a service-account key file")
+
+
+def _local_runner():
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+    return FnApiRunner()
+
+
+def _run_pipeline(settings, options, claim):
+    progress = Progress(settings, claim)
+    progress.start()
+    result = None
+    try:
+        p = beam.Pipeline(runner=_local_runner() if _is_local(options) else None, options=options)
         pipeline.build_pipeline(p, settings)
         result = p.run()
         result.wait_until_finish()   # raises if the job failed, on every runner
         return result
+    except (Interrupted, KeyboardInterrupt) as error:
+        if result is not None and hasattr(result, "job_id") and "Dataflow" in _runner(options):
+            error.dataflow_job = result
+        raise
     finally:
         progress.stop()
 
 
 def _report_failure(settings, error):
     """Turn a failed pipeline into the reason it failed, and the bad items if any were found."""
-    if isinstance(error, KeyboardInterrupt):
+    if isinstance(error, (KeyboardInterrupt, Interrupted, UsageError, output_lib.OutputBusy)):
         return
     message = str(error)
     marker = "ConversionFailed: "
@@ -228,10 +345,12 @@ def _report_failure(settings, error):
 
 
 class Progress:
-    """Prints a progress line while the pipeline runs, from what has reached the staging folder."""
+    """Prints a progress line while the pipeline runs, from what has reached the staging folder,
+    and keeps a gs:// output's lock fresh."""
 
-    def __init__(self, settings):
+    def __init__(self, settings, claim=None):
         self.settings = settings
+        self.claim = claim
         self.every = 10.0 if fsutil.is_remote(settings.staging) else 2.0   # a remote listing costs a request
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
@@ -250,6 +369,8 @@ class Progress:
         last_line = None
         while not self.stopped.wait(self.every):
             try:
+                if self.claim is not None:
+                    self.claim.heartbeat_if_due()
                 line = self._line()
             except Exception:       # the staging folder changes under us; try again next tick
                 continue

@@ -1,4 +1,5 @@
 """From one dataset to references of its frames: what each shard writer needs, without pixels."""
+import collections
 import concurrent.futures
 import dataclasses
 import json
@@ -29,8 +30,9 @@ class ParsedDataset:
     report: dict    # skipped items found while parsing
 
 
-def parse_dataset(dataset, read=fsutil.read_bytes):
-    """Read a dataset's definitions and annotation files; name whatever cannot be used."""
+def parse_chunk(chunk, read=fsutil.read_bytes):
+    """Read a chunk's definitions and annotation files; name whatever cannot be used."""
+    dataset = chunk.dataset
     found = report.new()
 
     def skip(name, reason, detail=""):
@@ -41,12 +43,13 @@ def parse_dataset(dataset, read=fsutil.read_bytes):
     try:
         definition = _definition(dataset, read, loaded_files)
     except (OSError, ValueError) as error:
-        skip(_name(dataset, dataset.definitions), *_reason(error))
+        if chunk.first:     # every chunk of the dataset fails alike: name it once
+            skip(_name(dataset, dataset.definitions), *_reason(error))
         return ParsedDataset([], {}, found)
 
     parse = _PARSERS[dataset.kind]
     frames = []
-    for rel, loaded in _load_all(read, dataset, loaded_files):
+    for rel, loaded in _load_all(read, dataset, chunk.files, loaded_files):
         name = _name(dataset, rel)
         if isinstance(loaded, Exception):
             skip(name, *_reason(loaded))
@@ -56,13 +59,16 @@ def parse_dataset(dataset, read=fsutil.read_bytes):
         except annotations.BadInput as error:
             skip(name, *_reason(error))
             continue
+        except (RecursionError, TypeError, AttributeError, ValueError, OverflowError) as error:
+            skip(name, "malformed annotation file", "%s: %s" % (type(error).__name__, error))
+            continue
         for item, error in bad:
             skip(item, *_reason(error))
         frames.extend(parsed)
 
     refs = []
     for frame in frames:
-        size = dataset.images.get(frame.image)
+        size = chunk.images.get(frame.image)
         if size is None:
             skip(frame.origin, "missing image", _name(dataset, frame.image))
             continue
@@ -70,7 +76,7 @@ def parse_dataset(dataset, read=fsutil.read_bytes):
         refs.append(FrameRef(key, fsutil.join(dataset.root, frame.image), size, frame.boxes, frame.origin))
     if dataset.kind in (layout.REAL, layout.COCO):
         described = {frame.image for frame in frames}
-        for image in sorted(set(dataset.images) - described):
+        for image in sorted(set(chunk.images) - described):
             skip(_name(dataset, image), "image without annotations")
     return ParsedDataset(refs, labels.dataset_labels(definition.labels, frames), found)
 
@@ -111,10 +117,16 @@ def _load_json(read, path):
         return json.loads(read(path))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise annotations.BadInput("invalid JSON", str(error))
+    except RecursionError:
+        raise annotations.BadInput("invalid JSON", "nested too deeply to read")
 
 
-def _load_all(read, dataset, loaded_files):
-    """Yield ``(relative path, parsed JSON or the exception)`` for each annotation file, in order."""
+def _load_all(read, dataset, files, loaded_files):
+    """Yield ``(relative path, parsed JSON or the exception)`` for each annotation file, in order.
+
+    Files are read by a few threads, at most ``_READERS`` ahead of the parser, so memory stays
+    bounded however slow the parsing or fast the disk.
+    """
     def load(rel):
         if rel in loaded_files:
             return loaded_files.pop(rel)
@@ -123,12 +135,20 @@ def _load_all(read, dataset, loaded_files):
         except (OSError, ValueError) as error:
             return error
 
-    if len(dataset.annotation_files) <= 1:
-        for rel in dataset.annotation_files:
+    if len(files) <= 1:
+        for rel in files:
             yield rel, load(rel)
         return
     with concurrent.futures.ThreadPoolExecutor(_READERS) as pool:
-        yield from zip(dataset.annotation_files, pool.map(load, dataset.annotation_files))
+        pending = collections.deque()
+        for rel in files:
+            pending.append((rel, pool.submit(load, rel)))
+            if len(pending) >= 2 * _READERS:
+                rel_done, future = pending.popleft()
+                yield rel_done, future.result()
+        while pending:
+            rel_done, future = pending.popleft()
+            yield rel_done, future.result()
 
 
 def _reason(error):

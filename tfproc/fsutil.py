@@ -1,5 +1,6 @@
 """File access through Beam's FileSystems, so local paths and gs:// share one code path."""
 import json
+import os
 import posixpath
 import uuid
 
@@ -25,14 +26,76 @@ def relpath(path, base):
 
 def list_tree(root):
     """Every file under ``root`` as ``{relative path: size in bytes}``, in one listing."""
+    return dict(iter_tree(root))
+
+
+def iter_tree(root):
+    """Yield ``(path relative to root, size in bytes)`` of every file under ``root``, as listed.
+
+    Streams (a page at a time on gs://), so a listing of millions of files is never held whole
+    here. No glob: any character in a path, ``[`` or ``*`` included, is taken as it is.
+    """
     root = root.rstrip("/\\")
-    if not is_remote(root) and not FileSystems.exists(root):
-        return {}
-    pattern = join(root, "**")
-    files = {}
-    for match in FileSystems.match([pattern])[0].metadata_list:
-        files[relpath(match.path, root)] = match.size_in_bytes
-    return files
+    if root.startswith("gs://"):
+        yield from _iter_gcs(root)
+    elif is_remote(root):
+        for match in FileSystems.match([join(root, "**")])[0].metadata_list:
+            yield relpath(match.path, root), match.size_in_bytes
+    else:
+        yield from _iter_local(root)
+
+
+def _iter_local(root):
+    if os.path.isfile(root):
+        return
+    for folder, dirs, names in os.walk(root):
+        dirs.sort()
+        rel_folder = os.path.relpath(folder, root).replace(os.sep, "/")
+        for name in sorted(names):
+            path = os.path.join(folder, name)
+            try:
+                size = os.stat(path).st_size
+            except OSError:     # removed while listing
+                continue
+            yield (name if rel_folder == "." else rel_folder + "/" + name), size
+
+
+def _iter_gcs(root):
+    bucket, _, prefix = root[len("gs://"):].partition("/")
+    prefix = prefix + "/" if prefix else ""
+    for blob in storage_client().list_blobs(bucket, prefix=prefix, page_size=1000,
+                                            fields="items(name,size),nextPageToken"):
+        if not blob.name.endswith("/"):
+            yield blob.name[len(prefix):], int(blob.size or 0)
+
+
+_CLIENT = []
+
+
+def storage_client():
+    """One google-cloud-storage client per process (it honours STORAGE_EMULATOR_HOST)."""
+    if not _CLIENT:
+        from google.cloud import storage
+        _CLIENT.append(storage.Client())
+    return _CLIENT[0]
+
+
+def is_file(path):
+    """Whether ``path`` is an existing file (not a folder)."""
+    if not is_remote(path):
+        return os.path.isfile(path)
+    return FileSystems.exists(path) and not path.endswith("/")
+
+
+def rename_many(sources, destinations):
+    """Move files in batches (GCS copies and deletes 100 at a time); destinations are replaced."""
+    if sources:
+        FileSystems.rename(list(sources), list(destinations))
+
+
+def delete_many(paths):
+    if paths:
+        FileSystems.delete(list(paths))
 
 
 def read_bytes(path):

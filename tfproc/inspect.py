@@ -8,18 +8,13 @@ import os
 import struct
 import sys
 
-from tfproc import fsutil, records, split
+from tfproc import fsutil, imageheader, labels, records, split
 
 REQUIRED = ("image/encoded", "image/format", "image/height", "image/width", "image/filename",
             "image/source_id", "image/key/sha256", "image/object/bbox/xmin", "image/object/bbox/xmax",
             "image/object/bbox/ymin", "image/object/bbox/ymax", "image/object/class/label",
             "image/object/class/text")
 MAX_PROBLEMS_SHOWN = 10
-
-
-def parse_label_map(text):
-    from tfproc.annotations import label_map_definition
-    return label_map_definition(text).labels
 
 
 def check_example(example, label_map):
@@ -35,6 +30,14 @@ def check_example(example, label_map):
     if not (example["image/width"] and example["image/width"][0] > 0
             and example["image/height"] and example["image/height"][0] > 0):
         problems.append("width/height not positive")
+    else:
+        try:
+            _, width, height, _ = imageheader.read_header(example["image/encoded"][0])
+            if (width, height) != (example["image/width"][0], example["image/height"][0]):
+                problems.append("image/width and height say %dx%d, the image is %dx%d" % (
+                    example["image/width"][0], example["image/height"][0], width, height))
+        except imageheader.BadImage as error:
+            problems.append("image/encoded: %s" % error)
     columns = [example["image/object/bbox/" + k] for k in ("xmin", "ymin", "xmax", "ymax")]
     labels, texts = example["image/object/class/label"], example["image/object/class/text"]
     if len({len(c) for c in columns + [labels, texts]}) != 1:
@@ -95,7 +98,7 @@ def inspect(output, preview=0):
     """Read every record under ``output``; return (Stats, label map, [(key, example)] sampled for preview)."""
     label_map_path = fsutil.join(output, "label_map.pbtxt")
     try:
-        label_map = parse_label_map(fsutil.read_bytes(label_map_path).decode("utf-8"))
+        label_map = labels.parse_label_map(fsutil.read_bytes(label_map_path).decode("utf-8"))
     except (OSError, ValueError) as error:
         raise ValueError("cannot read the label map %s: %s" % (label_map_path, error))
     stats, sample = Stats(), []     # sample: the ``preview`` records with the smallest order keys

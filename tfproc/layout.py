@@ -18,6 +18,8 @@ from tfproc import fsutil
 
 LEGACY = "legacy"
 SOLO = "solo"
+REAL = "real"       # photos: annotations.json with images/ beside it
+COCO = "coco"       # photos: a COCO detection file and its images folder
 
 DEFINITIONS = "annotation_definitions.json"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -28,13 +30,16 @@ _SOLO_FRAME = re.compile(r"^sequence\.[^/]+/step\d+\.frame_data\.json$")
 
 @dataclasses.dataclass
 class Dataset:
-    """One dataset to convert; paths other than ``root`` are relative to ``root``."""
+    """One dataset to convert; paths other than ``root`` are relative to ``root``.
+
+    Discovery keeps only this much of each dataset; its files are listed by the pipeline
+    (``list_dataset``), on a worker, so the launching machine never holds a run's whole listing.
+    """
     root: str                 # full path of the folder the captures' filenames are relative to
     key_prefix: str           # ``root`` relative to the source ('' when the source is the dataset)
-    kind: str                 # LEGACY or SOLO
-    definitions: str          # the annotation_definitions.json file
-    annotation_files: list    # captures_*.json (legacy) or */step*.frame_data.json (SOLO)
-    images: dict              # {image path: size in bytes} for every image file under root
+    kind: str                 # LEGACY, SOLO, REAL or COCO
+    definitions: str          # the annotation_definitions.json file (a label map or COCO file for photos)
+    skip: list = dataclasses.field(default_factory=list)   # folders under root that are not its own
 
     def to_json(self):
         return dataclasses.asdict(self)
@@ -49,74 +54,126 @@ class Discovery:
     datasets: list
     superseded: list          # dataset folders of earlier attempts, left out
     files_listed: int
+    skipped: list = dataclasses.field(default_factory=list)   # [name, reason, detail] found while listing
+
+
+@dataclasses.dataclass
+class Chunk:
+    """A share of one dataset's annotation files, parsed by one worker."""
+    dataset: Dataset
+    files: list               # annotation files, relative to the dataset root
+    images: dict              # {image path relative to the root: size} the files may name
+    first: bool = True        # the dataset's first chunk names dataset-wide faults once
+
+
+# Annotation files per chunk: SOLO has one small file per frame, legacy ~150 captures per file.
+CHUNK_FILES = {SOLO: 500, LEGACY: 8}
 
 
 def find_datasets(source, exclude=None):
-    """List ``source`` once and describe every dataset in it (highest attempt per instance only).
-
-    ``exclude`` is a folder under ``source`` (the output) whose files are not looked at.
+    """List ``source`` once, streaming, and describe every dataset in it (highest attempt per
+    instance only). ``exclude`` is a folder under ``source`` (the output) whose files are not looked at.
     """
     source = source.rstrip("/\\")
-    files = _listing(source, exclude)
-
-    solo_roots = {_parent(_parent(p)) for p in files if _SOLO_FRAME.match(_tail(p, 2))}
-    datasets = {}   # root -> [Dataset], filled below
-    for path in sorted(files):
+    definitions, solo_roots, captures = [], set(), {}
+    attempts = _Attempts()
+    files = 0
+    for path, _ in _listing(source, exclude):
+        files += 1
+        attempts.add(path)
         folder, name = posixpath.split(path)
-        if name != DEFINITIONS:
-            continue
+        if name == DEFINITIONS:
+            definitions.append(path)
+        elif _SOLO_FRAME.match(_tail(path, 2)):
+            solo_roots.add(_parent(folder))
+        elif _LEGACY_CAPTURES.match(name):
+            captures.setdefault(folder, path)
+    found = []
+    for path in sorted(definitions):
+        folder = _parent(path)
         parent, leaf = posixpath.split(folder)
         if leaf.startswith("Dataset"):
-            datasets.setdefault(parent, []).append(Dataset(
-                root=_full(source, parent), key_prefix=parent, kind=LEGACY,
-                definitions=_rel(path, parent), annotation_files=[], images={}))
+            found.append(Dataset(_full(source, parent), parent, LEGACY, _rel(path, parent)))
         elif folder in solo_roots:
-            datasets.setdefault(folder, []).append(Dataset(
-                root=_full(source, folder), key_prefix=folder, kind=SOLO,
-                definitions=_rel(path, folder), annotation_files=[], images={}))
+            found.append(Dataset(_full(source, folder), folder, SOLO, _rel(path, folder)))
+    _set_skips(found, source, exclude)
+    kept, superseded, skipped = attempts.keep_last(found, captures, set(map(_parent, definitions)))
+    return Discovery(kept, superseded, files, skipped)
 
-    for path, size in files.items():
-        root = _owning_root(path, datasets)
-        if root is None:
+
+def list_dataset(dataset):
+    """``(annotation files, {image: size})`` of a dataset, in one listing of its root."""
+    annotation_files, images = [], {}
+    skip = tuple(folder.rstrip("/") + "/" for folder in dataset.skip)
+    for rel, size in fsutil.iter_tree(dataset.root):
+        if skip and rel.startswith(skip):
             continue
-        rel = _rel(path, root)
-        for dataset in datasets[root]:
-            if rel.lower().endswith(IMAGE_EXTENSIONS):
-                dataset.images[rel] = size
-            elif _is_annotation_file(dataset, rel):
-                dataset.annotation_files.append(rel)
-    found = [d for group in datasets.values() for d in group]
-    for dataset in found:
-        dataset.annotation_files.sort()
-    kept, superseded = _keep_last_attempts(found)
-    return Discovery(kept, superseded, len(files))
+        if rel.lower().endswith(IMAGE_EXTENSIONS):
+            if dataset.kind != REAL or rel.startswith("images/"):
+                images[rel] = size
+        elif _is_annotation_file(dataset, rel):
+            annotation_files.append(rel)
+    if dataset.kind == COCO:
+        annotation_files = [dataset.definitions]
+    annotation_files.sort()
+    return annotation_files, images
+
+
+def chunks(dataset, annotation_files, images):
+    """Split a dataset's annotation work into chunks that fan out across workers.
+
+    A SOLO chunk carries only the images of its own sequence folders (a frame's image lies beside
+    its frame_data.json); other kinds carry the dataset's image listing.
+    """
+    if dataset.kind in (REAL, COCO) or not annotation_files:
+        return [Chunk(dataset, list(annotation_files), images)]
+    by_folder = collections.defaultdict(dict)
+    if dataset.kind == SOLO:
+        for rel, n in images.items():
+            by_folder[_parent(rel)][rel] = n
+    size = CHUNK_FILES[dataset.kind]
+    out = []
+    for start in range(0, len(annotation_files), size):
+        files = annotation_files[start:start + size]
+        if dataset.kind == SOLO:
+            mine = {}
+            for folder in {_parent(f) for f in files}:
+                mine.update(by_folder.get(folder, {}))
+        else:
+            mine = images
+        out.append(Chunk(dataset, files, mine, first=not out))
+    return out
+
+
+def _set_skips(datasets, source, exclude):
+    """Each dataset skips the roots of datasets nested in it, and the output folder."""
+    out = fsutil.relpath(exclude.rstrip("/\\"), source) if exclude else None
+    roots = sorted(d.key_prefix for d in datasets)
+    for dataset in datasets:
+        prefix = dataset.key_prefix + "/" if dataset.key_prefix else ""
+        inner = [r for r in roots if r != dataset.key_prefix and r.startswith(prefix)]
+        if out and out.startswith(prefix):
+            inner.append(out)
+        dataset.skip = [r[len(prefix):] for r in sorted(set(inner))]
 
 
 def _listing(source, exclude):
-    """Every file under ``source`` but those under ``exclude`` (the output), in one listing."""
-    files = fsutil.list_tree(source)
-    if exclude:
-        skip = fsutil.relpath(exclude.rstrip("/\\"), source) + "/"
-        files = {path: size for path, size in files.items() if not path.startswith(skip)}
-    return files
+    """Every file under ``source`` but those under ``exclude`` (the output), streamed."""
+    skip = fsutil.relpath(exclude.rstrip("/\\"), source) + "/" if exclude else None
+    for path, size in fsutil.iter_tree(source):
+        if skip is None or not path.startswith(skip):
+            yield path, size
 
 
 def _is_annotation_file(dataset, rel):
     if dataset.kind == SOLO:
         return bool(_SOLO_FRAME.match(rel))
+    if dataset.kind == REAL:
+        return rel == "annotations.json"
+    if dataset.kind == COCO:
+        return False
     folder, name = posixpath.split(rel)
     return folder == _parent(dataset.definitions) and bool(_LEGACY_CAPTURES.match(name))
-
-
-def _owning_root(path, roots):
-    """The deepest dataset root that holds ``path``, or None."""
-    folder = _parent(path)
-    while True:
-        if folder in roots:
-            return folder
-        if not folder:
-            return None
-        folder = _parent(folder)
 
 
 def _parent(path):
@@ -135,61 +192,78 @@ def _full(source, root):
     return fsutil.join(source, root) if root else source
 
 
-def _keep_last_attempts(datasets):
-    """Only the highest ``attempt:<n>`` of each simulation instance holds its final data."""
-    attempts = collections.defaultdict(dict)   # instance -> {attempt number: [datasets]}
-    kept = []
-    for dataset in datasets:
-        parts = dataset.key_prefix.split("/")
-        where = [i for i, part in enumerate(parts) if _ATTEMPT.match(part)]
-        if not where:
-            kept.append(dataset)
-            continue
-        i = where[-1]
-        instance = "/".join(parts[:i])
-        number = int(_ATTEMPT.match(parts[i]).group(1))
-        attempts[instance].setdefault(number, []).append(dataset)
-    superseded = []
-    for instance in sorted(attempts):
-        by_number = attempts[instance]
-        last = max(by_number)
-        kept.extend(by_number[last])
-        for number in sorted(by_number):
-            if number != last:
-                superseded.extend(d.key_prefix for d in by_number[number])
-    kept.sort(key=lambda d: (d.key_prefix, d.definitions))
-    return kept, superseded
+def _attempt_of(path):
+    """``(instance, attempt number)`` of a path under ``.../attempt:<n>/``, or None."""
+    parts = path.split("/")
+    where = [i for i, part in enumerate(parts) if _ATTEMPT.match(part)]
+    if not where:
+        return None
+    i = where[-1]
+    return "/".join(parts[:i]), int(_ATTEMPT.match(parts[i]).group(1))
 
 
-REAL = "real"
-COCO = "coco"
+class _Attempts:
+    """Only the highest ``attempt:<n>`` of each simulation instance holds its final data.
+
+    The highest attempt is the one any file lies in, whether or not it holds a dataset: an earlier
+    attempt never stands in for a final one that is incomplete; such a final attempt is named as
+    skipped (a broken one is named by the parser).
+    """
+
+    def __init__(self):
+        self.highest = {}   # instance -> highest attempt number among all files
+        self.files = collections.Counter()   # (instance, attempt) -> files
+
+    def add(self, path):
+        found = _attempt_of(path)
+        if found:
+            self.files[found] += 1
+            if found[1] > self.highest.get(found[0], -1):
+                self.highest[found[0]] = found[1]
+
+    def keep_last(self, datasets, captures, definition_folders):
+        kept, superseded, with_dataset = [], [], set()
+        for dataset in datasets:
+            found = _attempt_of(dataset.key_prefix)
+            if found is None:
+                kept.append(dataset)
+            elif found[1] == self.highest[found[0]]:
+                kept.append(dataset)
+                with_dataset.add(found[0])
+            else:
+                superseded.append(dataset.key_prefix)
+        skipped = []
+        for instance in sorted(set(self.highest) - with_dataset):
+            number = self.highest[instance]
+            folder = "%s/attempt:%d" % (instance, number) if instance else "attempt:%d" % number
+            orphans = sorted(path for where, path in captures.items()
+                             if where.startswith(folder + "/") and where not in definition_folders)
+            detail = ("%s has no %s beside it" % (orphans[0], DEFINITIONS) if orphans
+                      else "no Dataset*/%s among its %d file(s)" % (DEFINITIONS, self.files[(instance, number)]))
+            skipped.append([folder, "final attempt without a dataset",
+                            detail + "; earlier attempts are not used in its place"])
+        kept.sort(key=lambda d: (d.key_prefix, d.definitions))
+        return kept, sorted(superseded), skipped
 
 
 def find_real_datasets(source, label_map, exclude=None):
     """Every ``annotations.json`` (UnityGroceries-Real list form) under ``source`` with ``images/`` beside it."""
     source = source.rstrip("/\\")
-    files = _listing(source, exclude)
-    datasets = {}   # folder of an annotations.json -> Dataset
-    for path in sorted(files):
+    found, files = [], 0
+    for path, _ in _listing(source, exclude):
+        files += 1
         folder, name = posixpath.split(path)
         if name == "annotations.json":
-            datasets[folder] = Dataset(root=_full(source, folder), key_prefix=folder, kind=REAL,
-                                       definitions=label_map, annotation_files=["annotations.json"], images={})
-    for path, size in files.items():
-        root = _owning_root(path, datasets)
-        if root is not None and path.lower().endswith(IMAGE_EXTENSIONS):
-            rel = _rel(path, root)
-            if rel.startswith("images/"):
-                datasets[root].images[rel] = size
-    datasets = [datasets[folder] for folder in sorted(datasets)]
-    return Discovery(datasets, [], len(files))
+            found.append(Dataset(_full(source, folder), folder, REAL, label_map))
+    found.sort(key=lambda d: d.key_prefix)
+    _set_skips(found, source, exclude)
+    return Discovery(found, [], files)
 
 
 def coco_dataset(instances, images_dir, exclude=None):
     """A COCO detection file and the folder of its images, as one dataset."""
     images_dir = images_dir.rstrip("/\\")
-    files = _listing(images_dir, exclude)
-    images = {p: size for p, size in files.items() if p.lower().endswith(IMAGE_EXTENSIONS)}
-    datasets = [Dataset(root=images_dir, key_prefix="", kind=COCO, definitions=instances,
-                        annotation_files=[instances], images=images)] if files else []
-    return Discovery(datasets, [], len(files))
+    files = sum(1 for _ in _listing(images_dir, exclude))
+    datasets = [Dataset(images_dir, "", COCO, instances)] if files else []
+    _set_skips(datasets, images_dir, exclude)
+    return Discovery(datasets, [], files)

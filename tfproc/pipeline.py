@@ -1,9 +1,11 @@
 """The conversion as a Beam pipeline: ``build_pipeline`` holds the whole graph.
 
-Image bytes never pass through a shuffle: frames are assigned to shards as small references, the
-references are grouped per shard, and each shard's writer reads its images and streams them into
-a temporary file. Everything is written under a staging folder in the output and moved into place
-by the last step, so a run that fails leaves no file that looks like a finished shard.
+The launcher writes only a small manifest (one line per dataset). Each dataset is listed on a
+worker and cut into chunks of annotation files, which a ``Reshuffle`` spreads across workers to
+parse. Image bytes never pass through a shuffle: frames are assigned to shards as small
+references, the references are grouped per shard, and each shard's writer reads its images and
+streams them into its file in the run's staging folder. The last step commits the run
+(``output.commit``): the output folder holds the old output or the new one, never a mix.
 """
 import dataclasses
 import json
@@ -13,36 +15,42 @@ import uuid
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
 
 from tfproc import frames as frames_lib
-from tfproc import fsutil, labels, layout, report, shards, split, summary
+from tfproc import fsutil, labels, layout, output, report, shards, split, summary
 
-LABEL_MAP = "label_map.pbtxt"
-SUMMARY = "summary.json"
+LABEL_MAP = output.LABEL_MAP
+SUMMARY = output.SUMMARY
 MANIFEST = "datasets.jsonl"
 PLAN = "plan.json"
-STAGING_PREFIX = ".staging-"
+STAGING_PREFIX = output.STAGING_PREFIX
+METRICS = "tfproc"
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
     source: str
     output: str
-    staging: str        # a folder under output, removed at the end
+    run_id: str
     eval_pct: float
     shard_bytes: int
     strict: bool
     started: float      # time.time() at the start, for the elapsed time in the summary
     superseded: tuple = ()
+    skipped: tuple = ()   # (name, reason, detail) found while listing the source
+
+    @property
+    def staging(self):
+        return output.staging_folder(self.output, self.run_id)
 
 
 class ConversionFailed(Exception):
     """The run cannot produce outputs; the message says why and what to do."""
 
 
-def new_staging(output):
-    return fsutil.join(output, "%s%s-%s" % (
-        STAGING_PREFIX, time.strftime("%Y%m%d-%H%M%S"), uuid.uuid4().hex[:6]))
+def new_run_id():
+    return "%s-%s" % (time.strftime("%Y%m%d-%H%M%S"), uuid.uuid4().hex[:6])
 
 
 def staged_shard(settings, split_name, index, count):
@@ -54,7 +62,9 @@ def build_pipeline(p, settings):
     parsed = (
         p
         | "ReadManifest" >> beam.io.ReadFromText(fsutil.join(settings.staging, MANIFEST))
-        | "ParseAnnotations" >> beam.ParDo(ParseDataset()).with_outputs("labels", "report", main="frames")
+        | "ListDatasets" >> beam.FlatMap(list_chunks)
+        | "SpreadChunks" >> beam.Reshuffle()
+        | "ParseAnnotations" >> beam.ParDo(ParseChunk()).with_outputs("labels", "report", main="frames")
     )
     label_map = beam.pvalue.AsSingleton(
         parsed.labels
@@ -85,11 +95,22 @@ def build_pipeline(p, settings):
         | "Finish" >> beam.Map(finish, settings, label_map, totals))
 
 
-class ParseDataset(beam.DoFn):
-    """A manifest line -> FrameRefs; tagged 'labels' ({id: {names}}) and 'report' (skipped items)."""
+def list_chunks(line):
+    """A manifest line -> the dataset's chunks (its files listed here, on a worker)."""
+    dataset = layout.Dataset.from_json(json.loads(line))
+    files, images = layout.list_dataset(dataset)
+    Metrics.counter(METRICS, "annotation_files").inc(len(files))
+    Metrics.counter(METRICS, "image_files").inc(len(images))
+    return layout.chunks(dataset, files, images)
 
-    def process(self, line):
-        parsed = frames_lib.parse_dataset(layout.Dataset.from_json(json.loads(line)))
+
+class ParseChunk(beam.DoFn):
+    """A chunk -> FrameRefs; tagged 'labels' ({id: {names}}) and 'report' (skipped items)."""
+
+    def process(self, chunk):
+        parsed = frames_lib.parse_chunk(chunk)
+        Metrics.counter(METRICS, "frames_parsed").inc(len(parsed.frames))
+        _count_skipped(parsed.report)
         yield from parsed.frames
         yield beam.pvalue.TaggedOutput("labels", parsed.labels)
         yield beam.pvalue.TaggedOutput("report", parsed.report)
@@ -108,7 +129,19 @@ class WriteShard(beam.DoFn):
         with FileSystems.create(temp, compression_type=CompressionTypes.UNCOMPRESSED) as out:
             written = shards.write_shard(split_name, refs, label_map, out)
         fsutil.move(temp, path)  # a retried bundle rewrites the same shard, never a second copy
+        written["shards_written"].append("%s/%s" % (split_name, split.shard_name(split_name, index, count)))
+        counts = written["splits"].get(split_name, {})
+        Metrics.counter(METRICS, "frames_written").inc(counts.get("images", 0))
+        Metrics.counter(METRICS, "boxes_written").inc(counts.get("boxes", 0))
+        Metrics.counter(METRICS, "image_bytes_written").inc(counts.get("bytes", 0))
+        Metrics.counter(METRICS, "shards_written").inc()
+        _count_skipped(written)
         yield written
+
+
+def _count_skipped(a_report):
+    for reason, count in a_report["skipped"].items():
+        Metrics.counter(METRICS, "skipped: " + reason).inc(count)
 
 
 def _sum_pairs(pairs):
@@ -121,12 +154,14 @@ def _sum_pairs(pairs):
 
 def _assign_shard(pair, shard_bytes, totals):
     split_name, ref = pair
-    count = split.num_shards(totals[split_name][1], shard_bytes)
+    frames, size = totals[split_name]
+    count = split.num_shards(size, shard_bytes, frames)
     return (split_name, split.shard_of(ref.key, count), count), ref
 
 
 def _shard_counts(settings, totals):
-    return {name: split.num_shards(size, settings.shard_bytes) for name, (_, size) in totals.items()}
+    return {name: split.num_shards(size, settings.shard_bytes, frames)
+            for name, (frames, size) in totals.items()}
 
 
 def _write_plan(_, settings, totals):
@@ -135,13 +170,16 @@ def _write_plan(_, settings, totals):
     fsutil.write_atomically(fsutil.join(settings.staging, PLAN), json.dumps(plan).encode())
 
 
-def write_manifest(settings, datasets):
-    lines = "".join(json.dumps(d.to_json(), sort_keys=True) + "\n" for d in datasets)
-    fsutil.write_atomically(fsutil.join(settings.staging, MANIFEST), lines.encode("utf-8"))
-
-
 def finish(merged, settings, label_map, totals):
-    """Put a finished run in place: shards, label map, summary; or fail and leave the output as it was."""
+    """Commit a finished run: shards, label map, summary; or fail and leave the output as it was.
+
+    Safe to run again (Dataflow retries a failed bundle): the commit is idempotent.
+    """
+    if fsutil.is_file(fsutil.join(settings.staging, output.COMMITTED)):
+        output.commit(settings.output, settings.staging)    # a retry after the point of no return
+        return
+    for name, reason, detail in settings.skipped:
+        report.add_skipped(merged, name, reason, detail)
     counts = _shard_counts(settings, totals)
     result = summary.build(settings, merged, label_map, counts, time.time() - settings.started)
     fsutil.write_atomically(fsutil.join(settings.staging, SUMMARY), _json(result))
@@ -151,25 +189,16 @@ def finish(merged, settings, label_map, totals):
             result["skipped_total"], first["item"], first["reason"], first["detail"]))
     if not sum(s["images"] for s in result["splits"].values()):
         raise ConversionFailed("no frame could be converted (%d item(s) skipped)" % result["skipped_total"])
+    the_plan = output.plan(counts, merged["shards_written"])
+    output.write_committed(settings.staging, the_plan, _json(result), label_map.to_pbtxt())
+    output.commit(settings.output, settings.staging)
+    if fsutil.is_remote(settings.output):
+        output.release_remote(settings.output, settings.run_id)   # a Dataflow job left to itself ends here
 
-    for split_name in (split.TRAIN, split.EVAL):
-        old = fsutil.join(settings.output, split_name)
-        stale = [fsutil.join(old, rel) for rel in fsutil.list_tree(old) if rel.endswith(".tfrecord")]
-        if stale:
-            FileSystems.delete(stale)
-    for split_name, count in counts.items():
-        fsutil.makedirs(fsutil.join(settings.output, split_name))
-        staged = fsutil.list_tree(fsutil.join(settings.staging, split_name))
-        for index in range(count):
-            name = split.shard_name(split_name, index, count)
-            final = fsutil.join(settings.output, split_name, name)
-            if name in staged:
-                fsutil.move(staged_shard(settings, split_name, index, count), final)
-            else:   # no frame hashed to this shard: an empty one keeps the set of N complete
-                fsutil.write_atomically(final, b"")
-    fsutil.write_atomically(fsutil.join(settings.output, LABEL_MAP), label_map.to_pbtxt().encode("utf-8"))
-    fsutil.write_atomically(fsutil.join(settings.output, SUMMARY), _json(result))
-    fsutil.delete_tree(settings.staging)
+
+def write_manifest(settings, datasets):
+    lines = "".join(json.dumps(d.to_json(), sort_keys=True) + "\n" for d in datasets)
+    fsutil.write_atomically(fsutil.join(settings.staging, MANIFEST), lines.encode("utf-8"))
 
 
 def _json(value):

@@ -15,6 +15,7 @@ def new():
         "images_reoriented": 0,  # photos with an EXIF orientation: boxes moved to the stored grid
         "skipped": {},           # reason -> count
         "skipped_examples": [],  # [name, reason, detail], the first EXAMPLES_KEPT by name
+        "shards_written": [],    # "split/name" of shards that hold frames
     }
 
 
@@ -40,12 +41,14 @@ def merge(reports):
         for reason, count in report["skipped"].items():
             merged["skipped"][reason] = merged["skipped"].get(reason, 0) + count
         merged["skipped_examples"] = _first(merged["skipped_examples"] + report["skipped_examples"])
+        merged["shards_written"].extend(report.get("shards_written", ()))
         for split, counts in report["splits"].items():
             total = split_counts(merged, split)
             for field in SPLIT_FIELDS:
                 total[field] += counts[field]
             for class_id, boxes in counts["classes"].items():
                 total["classes"][class_id] = total["classes"].get(class_id, 0) + boxes
+    merged["shards_written"].sort()
     return merged
 
 

@@ -1,4 +1,6 @@
 """Writing one shard: read each frame's image, build its tf.train.Example, stream it to the file."""
+import collections
+import concurrent.futures
 import hashlib
 import logging
 
@@ -8,7 +10,10 @@ from tfproc import fsutil, imageheader, records, report, split
 log = logging.getLogger(__name__)
 
 
-def build_example(key, data, image_format, width, height, kept, label_map):
+_PREFETCH = 4   # images read (and hashed) ahead of the writer, in threads: bounded memory
+
+
+def build_example(key, data, image_format, width, height, kept, label_map, digest=None):
     """The tf.train.Example of one frame (TF Object Detection API keys), as chunks."""
     class_ids = [box.label_id + label_map.shift for box, *_ in kept]
     return records.encode_example({
@@ -18,7 +23,7 @@ def build_example(key, data, image_format, width, height, kept, label_map):
         "image/width": records.int64_feature([width]),
         "image/filename": records.bytes_feature([key]),
         "image/source_id": records.bytes_feature([key]),
-        "image/key/sha256": records.bytes_feature([hashlib.sha256(data).hexdigest()]),
+        "image/key/sha256": records.bytes_feature([digest or hashlib.sha256(data).hexdigest()]),
         "image/object/bbox/xmin": records.float_feature([k[1] for k in kept]),
         "image/object/bbox/ymin": records.float_feature([k[2] for k in kept]),
         "image/object/bbox/xmax": records.float_feature([k[3] for k in kept]),
@@ -35,33 +40,33 @@ def write_shard(split_name, refs, label_map, out, read=fsutil.read_bytes):
     """Write the frames ``refs`` to the open binary file ``out``; return the shard's report.
 
     Frames are written in a fixed pseudo-random order, so a shard's bytes depend only on its
-    frames. A key seen twice (two captures naming one image) is written once.
+    frames. A key seen twice (two captures naming one image) is written once. A few threads read,
+    check and hash the next images while this one writes.
     """
     written = report.new()
     counts = report.split_counts(written, split_name)
-    previous = None
+    ordered, previous = [], None
     for ref in sorted(refs, key=lambda r: (split.order_of(r.key), r.origin)):
         if ref.key == previous:
             _skip(written, ref.origin, "duplicate frame", ref.key)
             continue
         previous = ref.key
-        try:
-            data = read(ref.image)
-        except OSError as error:
-            _skip(written, ref.key, "unreadable image", str(error))
+        ordered.append(ref)
+    for ref, loaded in _prefetched(ordered, read):
+        if isinstance(loaded, OSError):
+            _skip(written, ref.key, "unreadable image", str(loaded))
             continue
-        try:
-            image_format, width, height, orientation = imageheader.read_header(data)
-        except ValueError as error:
-            _skip(written, ref.key, "not a PNG/JPEG image", str(error))
+        if isinstance(loaded, imageheader.BadImage):
+            _skip(written, ref.key, loaded.reason, loaded.detail)
             continue
+        data, digest, (image_format, width, height, orientation) = loaded
         boxes = ref.boxes
         if orientation != 1:
             boxes = boxes_lib.to_stored_grid(boxes, orientation, width, height)
             written["images_reoriented"] += 1
         kept, clipped, dropped = boxes_lib.normalize(boxes, width, height)
         for chunk in records.frame_record(
-                build_example(ref.key, data, image_format, width, height, kept, label_map)):
+                build_example(ref.key, data, image_format, width, height, kept, label_map, digest)):
             out.write(chunk)
         counts["images"] += 1
         counts["bytes"] += len(data)
@@ -73,6 +78,29 @@ def write_shard(split_name, refs, label_map, out, read=fsutil.read_bytes):
         written["boxes_clipped"] += clipped
         written["boxes_dropped"] += dropped
     return written
+
+
+def _load(ref, read):
+    """``(bytes, sha256 hex, header)`` of a frame's image, or the OSError / BadImage it raised."""
+    try:
+        data = read(ref.image)
+        return data, hashlib.sha256(data).hexdigest(), imageheader.read_header(data)
+    except (OSError, imageheader.BadImage) as error:
+        return error
+
+
+def _prefetched(refs, read):
+    """``(ref, _load(ref))`` in order, at most _PREFETCH loads ahead."""
+    with concurrent.futures.ThreadPoolExecutor(_PREFETCH) as pool:
+        pending = collections.deque()
+        for ref in refs:
+            pending.append((ref, pool.submit(_load, ref, read)))
+            if len(pending) > _PREFETCH:
+                done, future = pending.popleft()
+                yield done, future.result()
+        while pending:
+            done, future = pending.popleft()
+            yield done, future.result()
 
 
 def _skip(written, name, reason, detail):

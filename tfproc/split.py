@@ -35,9 +35,21 @@ def order_of(key):
     return _fraction(_ORDER_SALT, key), key
 
 
-def num_shards(total_bytes, shard_bytes):
-    """Shards for a split of ``total_bytes``: at least one, each at most about ``shard_bytes``."""
-    return max(1, -(-total_bytes // shard_bytes))
+MAX_SHARDS = 10000
+SHARD_FILL = 0.75   # shards are sized to average this share of the limit (see num_shards)
+
+
+def num_shards(total_bytes, shard_bytes, frames=None):
+    """Shards for a split of ``total_bytes`` in ``frames`` frames.
+
+    Frames are hashed to shards, so shard sizes scatter around their mean (by about
+    1/sqrt(frames per shard)); aiming the mean at 3/4 of ``shard_bytes`` keeps nearly every shard
+    under the limit. Never more shards than frames, nor than MAX_SHARDS, and at least one.
+    """
+    count = -(-total_bytes // max(1, int(shard_bytes * SHARD_FILL)))
+    if frames is not None:
+        count = min(count, frames)
+    return max(1, min(count, MAX_SHARDS))
 
 
 def shard_name(split, index, count):
