@@ -14,7 +14,7 @@ FIXTURES = SHARED / "fixtures" / "datasetinsights-mock"
 
 
 def read_records(pattern):
-    """Every record matching ``pattern`` as a dict, read back with tf.data."""
+    """Every record matching ``pattern`` (or in a list of files) as a dict, read back with tf.data."""
     import tensorflow as tf
 
     features = {
@@ -34,7 +34,7 @@ def read_records(pattern):
         "image/object/area": tf.io.VarLenFeature(tf.float32),
         "image/object/is_crowd": tf.io.VarLenFeature(tf.int64),
     }
-    files = sorted(tf.io.gfile.glob(pattern))
+    files = sorted(pattern) if isinstance(pattern, list) else sorted(tf.io.gfile.glob(pattern))
     out = []
     if not files:
         return out

@@ -96,8 +96,10 @@ def guarded(command, beam_args):
     130 when interrupted."""
     _configure_logging(beam_args)
     previous = {}
+    interrupted = threading.Event()
 
     def interrupt(signum, frame):
+        interrupted.set()
         raise Interrupted()
 
     if threading.current_thread() is threading.main_thread():
@@ -105,15 +107,18 @@ def guarded(command, beam_args):
             previous[signum] = signal.signal(signum, interrupt)
     try:
         return command()
+    except (Interrupted, KeyboardInterrupt):
+        print("\ninterrupted", file=sys.stderr)
+        return 130
     except UsageError as error:
         print("error: %s" % error, file=sys.stderr)
         return 2
     except (pipeline.ConversionFailed, output_lib.OutputBusy) as error:
+        if interrupted.is_set():    # Beam wraps what a signal raised inside a step
+            print("\ninterrupted", file=sys.stderr)
+            return 130
         print("error: %s" % error, file=sys.stderr)
         return 1
-    except (Interrupted, KeyboardInterrupt):
-        print("\ninterrupted", file=sys.stderr)
-        return 130
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -201,8 +206,14 @@ def _is_detached(error, args):
 
 
 def _clean_up(output, run_id, created):
-    """Remove what this run wrote; nothing else."""
-    fsutil.delete_tree(output_lib.staging_folder(output, run_id))
+    """Remove what this run wrote; nothing else. A run that failed after its commit point keeps its
+    staging folder: the next run into this output puts the rest of it in place."""
+    staging = output_lib.staging_folder(output, run_id)
+    if fsutil.is_file(fsutil.join(staging, output_lib.COMMITTED)):
+        print("the new output was committed but not wholly moved into place; the next run into %s "
+              "finishes that first" % output, file=sys.stderr)
+        return
+    fsutil.delete_tree(staging)
     if created:
         lock = os.path.join(output, output_lib.LOCK)
         if os.path.isfile(lock):
@@ -282,10 +293,10 @@ def _check_arguments(args, options, source, output):
             if not path.startswith("gs://"):
                 raise UsageError("%s must be a gs:// path with --runner %s (workers cannot read "
                                  "this machine's files): %s" % (name, runner, path))
-    if fsutil.is_file(output):
-        raise UsageError("--output %s is a file; it must be a folder (new or of an earlier run)" % output)
     if any(path.startswith("gs://") for path in (source, output)):
         _check_credentials()
+    if fsutil.is_file(output):
+        raise UsageError("--output %s is a file; it must be a folder (new or of an earlier run)" % output)
 
 
 def _check_credentials():

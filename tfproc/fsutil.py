@@ -2,6 +2,7 @@
 import json
 import os
 import posixpath
+import shutil
 import uuid
 
 from apache_beam.io.filesystem import CompressionTypes
@@ -89,13 +90,24 @@ def is_file(path):
 
 def rename_many(sources, destinations):
     """Move files in batches (GCS copies and deletes 100 at a time); destinations are replaced."""
-    if sources:
-        FileSystems.rename(list(sources), list(destinations))
+    sources, destinations = list(sources), list(destinations)
+    if sources and is_remote(sources[0]):
+        FileSystems.rename(sources, destinations)
+        return
+    for source, destination in zip(sources, destinations):
+        os.replace(source, destination)
 
 
 def delete_many(paths):
-    if paths:
-        FileSystems.delete(list(paths))
+    paths = list(paths)
+    if paths and is_remote(paths[0]):
+        FileSystems.delete(paths)
+        return
+    for path in paths:
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
 
 
 def read_bytes(path):
@@ -108,8 +120,8 @@ def read_json(path):
 
 
 def makedirs(path):
-    if not is_remote(path) and not FileSystems.exists(path):
-        FileSystems.mkdirs(path)
+    if not is_remote(path):
+        os.makedirs(path, exist_ok=True)
 
 
 def write_atomically(path, data):
@@ -122,6 +134,9 @@ def write_atomically(path, data):
 
 
 def move(source, destination):
+    if not is_remote(source):
+        os.replace(source, destination)
+        return
     if FileSystems.exists(destination):
         FileSystems.delete([destination])
     FileSystems.rename([source], [destination])
@@ -129,8 +144,10 @@ def move(source, destination):
 
 def delete_tree(path):
     """Delete ``path`` and everything under it, if it exists."""
-    files = [join(path, rel) for rel in list_tree(path)]
-    if files:
-        FileSystems.delete(files)
-    if not is_remote(path) and FileSystems.exists(path):
-        FileSystems.delete([path])
+    if not is_remote(path):
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.exists(path):
+            os.remove(path)
+        return
+    delete_many([join(path, rel) for rel in list_tree(path)])

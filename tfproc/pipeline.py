@@ -61,7 +61,9 @@ def build_pipeline(p, settings):
     """The conversion graph; reads the manifest that ``write_manifest`` put in the staging folder."""
     parsed = (
         p
-        | "ReadManifest" >> beam.io.ReadFromText(fsutil.join(settings.staging, MANIFEST))
+        | "Manifest" >> beam.Create([fsutil.join(settings.staging, MANIFEST)])
+        | "ReadManifest" >> beam.FlatMap(read_manifest)
+        | "SpreadDatasets" >> beam.Reshuffle()
         | "ListDatasets" >> beam.FlatMap(list_chunks)
         | "SpreadChunks" >> beam.Reshuffle()
         | "ParseAnnotations" >> beam.ParDo(ParseChunk()).with_outputs("labels", "report", main="frames")
@@ -93,6 +95,11 @@ def build_pipeline(p, settings):
         | "AllReports" >> beam.Flatten()
         | "MergeReports" >> beam.CombineGlobally(report.merge)
         | "Finish" >> beam.Map(finish, settings, label_map, totals))
+
+
+def read_manifest(path):
+    """The manifest's lines, one per dataset (read as a file: no glob, any path works)."""
+    return fsutil.read_bytes(path).decode("utf-8").splitlines()
 
 
 def list_chunks(line):
