@@ -113,15 +113,14 @@ def test_the_dataflow_job_builds_with_the_seeds_options(gcs, tmp_path, monkeypat
     monkeypatch.chdir(ROOT)
     options = PipelineOptions(DATAFLOW_OPTIONS + ["--setup_file=./setup.py"])
     run = "gs://%s/%s" % (BUCKET, RUN_PATH)
-    settings = pipeline.Settings(run, run + "/output", run + "/output/.staging-test", 20.0, 200 << 20,
-                                 False, time.time())
+    settings = pipeline.Settings(run, run + "/output", "test", 20.0, 200 << 20, False, time.time())
     pipeline.write_manifest(settings, [])
     p = beam.Pipeline(options=options)
     pipeline.build_pipeline(p, settings)   # DoFns and side inputs are pickled into the job here
     result = p.run()
     job = json.loads(result.job.json())
     transforms = {t.unique_name for t in p.runner.proto_pipeline.components.transforms.values()}
-    for step in ("ReadManifest", "ParseAnnotations", "AssignSplit", "SumPerSplit", "AssignShard",
+    for step in ("ReadManifest", "SpreadDatasets", "ListDatasets", "SpreadChunks", "ParseAnnotations", "AssignSplit", "SumPerSplit", "AssignShard",
                  "GroupByShard", "WriteShards", "MergeReports", "Finish"):
         assert step in transforms
     assert job["type"] == "JOB_TYPE_BATCH"

@@ -30,11 +30,12 @@ def list_tree(root):
     return dict(iter_tree(root))
 
 
-def iter_tree(root):
+def iter_tree(root, sizes=True):
     """Yield ``(path relative to root, size in bytes)`` of every file under ``root``, as listed.
 
     Streams (a page at a time on gs://), so a listing of millions of files is never held whole
-    here. No glob: any character in a path, ``[`` or ``*`` included, is taken as it is.
+    here. No glob: any character in a path, ``[`` or ``*`` included, is taken as it is. With
+    ``sizes=False`` a local listing skips the stat of each file (the size is then None).
     """
     root = root.rstrip("/\\")
     if root.startswith("gs://"):
@@ -43,22 +44,24 @@ def iter_tree(root):
         for match in FileSystems.match([join(root, "**")])[0].metadata_list:
             yield relpath(match.path, root), match.size_in_bytes
     else:
-        yield from _iter_local(root)
+        yield from _iter_local(root, sizes)
 
 
-def _iter_local(root):
+def _iter_local(root, sizes):
     if os.path.isfile(root):
         return
     for folder, dirs, names in os.walk(root):
         dirs.sort()
         rel_folder = os.path.relpath(folder, root).replace(os.sep, "/")
+        prefix = "" if rel_folder == "." else rel_folder + "/"
         for name in sorted(names):
-            path = os.path.join(folder, name)
-            try:
-                size = os.stat(path).st_size
-            except OSError:     # removed while listing
-                continue
-            yield (name if rel_folder == "." else rel_folder + "/" + name), size
+            size = None
+            if sizes:
+                try:
+                    size = os.stat(os.path.join(folder, name)).st_size
+                except OSError:     # removed while listing
+                    continue
+            yield prefix + name, size
 
 
 def _iter_gcs(root):

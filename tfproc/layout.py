@@ -80,8 +80,10 @@ def find_datasets(source, exclude=None):
     files = 0
     for path, _ in _listing(source, exclude):
         files += 1
-        attempts.add(path)
-        folder, name = posixpath.split(path)
+        folder, _, name = path.rpartition("/")
+        attempts.add(folder)
+        if not name.endswith(".json"):
+            continue
         if name == DEFINITIONS:
             definitions.append(path)
         elif _SOLO_FRAME.match(_tail(path, 2)):
@@ -158,9 +160,9 @@ def _set_skips(datasets, source, exclude):
 
 
 def _listing(source, exclude):
-    """Every file under ``source`` but those under ``exclude`` (the output), streamed."""
+    """Every file under ``source`` but those under ``exclude`` (the output), streamed; no sizes."""
     skip = fsutil.relpath(exclude.rstrip("/\\"), source) + "/" if exclude else None
-    for path, size in fsutil.iter_tree(source):
+    for path, size in fsutil.iter_tree(source, sizes=False):
         if skip is None or not path.startswith(skip):
             yield path, size
 
@@ -213,9 +215,13 @@ class _Attempts:
     def __init__(self):
         self.highest = {}   # instance -> highest attempt number among all files
         self.files = collections.Counter()   # (instance, attempt) -> files
+        self._last_folder, self._last = None, None
 
-    def add(self, path):
-        found = _attempt_of(path)
+    def add(self, folder):
+        """Count a file in ``folder``; consecutive files of one folder cost one look."""
+        if folder != self._last_folder:
+            self._last_folder, self._last = folder, _attempt_of(folder) if "attempt:" in folder else None
+        found = self._last
         if found:
             self.files[found] += 1
             if found[1] > self.highest.get(found[0], -1):
