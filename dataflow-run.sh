@@ -6,7 +6,7 @@ usage() {
   cat <<USAGE
 Usage: $0 -e local|real -p PATH -g GCP_PROJECT [-r REGION] [-t EVAL_PCT] [-n WORKERS] [-m MAX_WORKERS] [-- MAIN_PY_OPTIONS...]
 
-  -e  local: Beam's DirectRunner on every core of this machine
+  -e  local: on this machine (Beam's in-memory runner)
       real:  Google Cloud Dataflow (PATH must be gs://; temp and staging go under PATH)
   -p  the urn:run_executions:<id> folder of the run (local path or gs://)
   -g  Google Cloud project (used by 'real')

@@ -26,15 +26,18 @@ a summary. Works on local folders and gs:// alike."""
 EPILOG = """\
 Any option not listed above goes to Apache Beam's PipelineOptions, e.g. --runner DataflowRunner
 --project P --region R --temp_location gs://.../tmp --num_workers 8 --max_num_workers 64, or
---direct_num_workers 2 for a local run. Without --runner the run is local (Beam's DirectRunner)
-and uses every core.
+--direct_running_mode multi_processing --direct_num_workers 2 for a local run. Without --runner
+the run is local: one in-memory Beam worker whose reading and hashing run in threads. An option
+that neither this tool nor Beam knows is refused.
 
 Output (under --output):
   train/train-NNNNN-of-NNNNN.tfrecord, eval/eval-NNNNN-of-NNNNN.tfrecord
   label_map.pbtxt   the class ids and names (StringIntLabelMap)
   summary.json      counts per split and class, num_classes for training, skipped items
 
-Exit status: 0 on success, 1 if the run failed, 2 for a bad argument or source."""
+Exit status: 0 on success, 1 if the run failed (or another conversion is writing OUTPUT), 2 for a
+bad argument or source, 130 if interrupted. After an interruption OUTPUT holds the old output whole
+(or the new one, finished by the next run); the next run needs no cleanup."""
 
 log = logging.getLogger("tfproc")
 

@@ -3,6 +3,8 @@ import collections
 import concurrent.futures
 import hashlib
 import logging
+import queue
+import threading
 
 from tfproc import boxes as boxes_lib
 from tfproc import fsutil, imageheader, records, report, split
@@ -52,6 +54,12 @@ def write_shard(split_name, refs, label_map, out, read=fsutil.read_bytes):
             continue
         previous = ref.key
         ordered.append(ref)
+    with _BackgroundWriter(out) as background:
+        _write_frames(ordered, read, background.write, written, counts, label_map)
+    return written
+
+
+def _write_frames(ordered, read, write, written, counts, label_map):
     for ref, loaded in _prefetched(ordered, read):
         if isinstance(loaded, OSError):
             _skip(written, ref.key, "unreadable image", str(loaded))
@@ -65,9 +73,8 @@ def write_shard(split_name, refs, label_map, out, read=fsutil.read_bytes):
             boxes = boxes_lib.to_stored_grid(boxes, orientation, width, height)
             written["images_reoriented"] += 1
         kept, clipped, dropped = boxes_lib.normalize(boxes, width, height)
-        for chunk in records.frame_record(
-                build_example(ref.key, data, image_format, width, height, kept, label_map, digest)):
-            out.write(chunk)
+        write(records.frame_record(
+            build_example(ref.key, data, image_format, width, height, kept, label_map, digest)))
         counts["images"] += 1
         counts["bytes"] += len(data)
         counts["boxes"] += len(kept)
@@ -77,7 +84,45 @@ def write_shard(split_name, refs, label_map, out, read=fsutil.read_bytes):
             counts["classes"][class_id] = counts["classes"].get(class_id, 0) + 1
         written["boxes_clipped"] += clipped
         written["boxes_dropped"] += dropped
-    return written
+
+
+class _BackgroundWriter:
+    """Writes chunk lists to ``out`` in a thread of its own, a few records behind the producer, so
+    that building the next record overlaps writing the last one (the write releases the GIL)."""
+
+    def __init__(self, out, depth=4):
+        self.out = out
+        self.queue = queue.Queue(depth)
+        self.error = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def write(self, chunks):
+        if self.error is not None:
+            raise self.error
+        self.queue.put(chunks)
+
+    def _run(self):
+        while True:
+            chunks = self.queue.get()
+            if chunks is None:
+                return
+            if self.error is None:
+                try:
+                    for chunk in chunks:
+                        self.out.write(chunk)
+                except BaseException as error:     # raised in the producer's thread
+                    self.error = error
+
+    def __exit__(self, *exc):
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None and exc[0] is None:
+            raise self.error
+        return False
 
 
 def _load(ref, read):
