@@ -72,7 +72,7 @@ class Killed(BaseException):
     """Stands for the process dying at that point."""
 
 
-def test_a_commit_cut_short_is_finished_by_the_next_run(tmp_path, monkeypatch):
+def test_a_commit_cut_short_is_finished_by_the_next_run(tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
     make_run(run)
     out, clean = tmp_path / "out", tmp_path / "clean"
@@ -94,6 +94,10 @@ def test_a_commit_cut_short_is_finished_by_the_next_run(tmp_path, monkeypatch):
     staging = [p for p in os.listdir(out) if p.startswith(".staging-")]
     assert len(staging) == 1 and (out / staging[0] / "COMMITTED").exists()
     assert shard_bytes(out) != old_shards
+    from tfproc import inspect
+    capsys.readouterr()
+    assert inspect.main([str(out)]) == 1
+    assert "a commit was cut short" in capsys.readouterr().err
 
     # the next run into the output finishes the commit before anything else
     done = output.recover(str(out), "next")
@@ -185,6 +189,19 @@ def test_an_interrupted_dataflow_launch_leaves_the_job_or_cancels_it(capsys):
     args.cancel_on_interrupt = True
     assert cli._is_detached(error, args) is False and Job.cancelled
     assert cli._is_detached(cli.Interrupted(), args) is False     # a local run: nothing left behind
+
+
+def test_the_local_default_is_beams_in_memory_runner_never_prism_nor_threads():
+    """Beam's multi-threaded local mode has a race (a 20,000-frame SOLO run grew to 12.8 GB and
+    failed; benchmarks/bench_solo.py); Beam's DirectRunner tries to download Prism first."""
+    from apache_beam.options.pipeline_options import DirectOptions
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+    options = cli._pipeline_options([])
+    assert options.view_as(DirectOptions).direct_running_mode == "in_memory"
+    assert options.view_as(DirectOptions).direct_num_workers == 1
+    assert isinstance(cli._local_runner(), FnApiRunner) and cli._is_local(options)
+    chosen = cli._pipeline_options(["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+    assert chosen.view_as(DirectOptions).direct_running_mode == "multi_processing"
 
 
 def test_an_output_that_is_a_file_is_refused_and_kept(tmp_path, capsys):

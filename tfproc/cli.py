@@ -72,6 +72,9 @@ def add_output_arguments(parser):
                              "instead of skipping and reporting it")
     parser.add_argument("--shard-size-mb", type=float, default=200, metavar="MB",
                         help="largest size of a shard: shards average 3/4 of it (default: 200)")
+    parser.add_argument("--break-lock", action="store_true",
+                        help="take over a gs:// output whose lock names a Dataflow job that has ended "
+                             "without releasing it (check the job first)")
     parser.add_argument("--cancel-on-interrupt", action="store_true",
                         help="with --runner DataflowRunner: Ctrl-C cancels the job (by default the "
                              "job keeps running and finishes the output by itself)")
@@ -138,7 +141,7 @@ def run(args, beam_args, find=find_run_datasets):
 
     run_id = pipeline.new_run_id()
     created = not fsutil.is_remote(output) and not os.path.exists(output)
-    claim = output_lib.claim(output, run_id)
+    claim = output_lib.claim(output, run_id, break_lock=args.break_lock)
     settings = None
     detached = False
     try:
@@ -281,7 +284,7 @@ def _check_beam_options(beam_args):
 
 
 OWN_OPTIONS = ["--source", "--eval-pct", "--output", "--overwrite", "--strict", "--shard-size-mb",
-               "--cancel-on-interrupt", "--label-map", "--coco", "--images"]
+               "--cancel-on-interrupt", "--break-lock", "--label-map", "--coco", "--images"]
 
 
 def _check_arguments(args, options, source, output):
@@ -327,6 +330,8 @@ def _run_pipeline(settings, options, claim):
         p = beam.Pipeline(runner=_local_runner() if _is_local(options) else None, options=options)
         pipeline.build_pipeline(p, settings)
         result = p.run()
+        if "Dataflow" in _runner(options) and hasattr(result, "job_id") and result.job_id():
+            claim.heartbeat(job=result.job_id())   # the lock names the job, which releases it at its end
         result.wait_until_finish()   # raises if the job failed, on every runner
         return result
     except (Interrupted, KeyboardInterrupt) as error:

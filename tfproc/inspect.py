@@ -229,6 +229,13 @@ def main(argv=None):
     except (OSError, ValueError):
         summary = None
     print(report(stats, label_map, summary))
+    pending = [rel.split("/", 1)[0] for rel in fsutil.list_tree(output) if rel.endswith("/COMMITTED")
+               and rel.startswith(".staging-")]
+    if summary is None or pending:
+        print("error: %s is not a complete output: %s" % (output, (
+            "a commit was cut short (%s); run the conversion again to finish it" % pending[0]) if pending
+            else "it has no summary.json (a conversion is running, or was interrupted)"), file=sys.stderr)
+        return 1
     if not sum(stats.records.values()):
         print("error: no records under %s/train or %s/eval" % (output, output), file=sys.stderr)
         return 1

@@ -74,12 +74,15 @@ class Claim:
             self.generation = None
 
 
-def claim(output, run_id, job_hint=""):
-    """Claim ``output`` for this run or raise OutputBusy. The folder is created if need be."""
+def claim(output, run_id, break_lock=False):
+    """Claim ``output`` for this run or raise OutputBusy. The folder is created if need be.
+
+    ``break_lock`` takes over a gs:// lock whatever it says (a local lock dies with its process).
+    """
     record = {"run": run_id, "host": socket.gethostname(), "pid": os.getpid(),
-              "started": time.time(), "heartbeat": time.time(), "job": job_hint}
+              "started": time.time(), "heartbeat": time.time(), "job": ""}
     if fsutil.is_remote(output):
-        return _claim_remote(output, run_id, record)
+        return _claim_remote(output, run_id, record, break_lock)
     return _claim_local(output, run_id, record)
 
 
@@ -107,7 +110,7 @@ def _lock_blob(output):
     return fsutil.storage_client().bucket(bucket).blob((prefix.rstrip("/") + "/" if prefix else "") + LOCK)
 
 
-def _claim_remote(output, run_id, record):
+def _claim_remote(output, run_id, record, break_lock):
     from google.api_core import exceptions
     blob = _lock_blob(output)
     for _ in range(3):
@@ -123,9 +126,11 @@ def _claim_remote(output, run_id, record):
             continue        # released meanwhile: try again
         except exceptions.PreconditionFailed:
             continue
-        if _alive(holder):
+        if _alive(holder) and not break_lock:
+            hint = (" If that job has ended (gcloud dataflow jobs describe %s), pass --break-lock."
+                    % holder["job"]) if holder.get("job") else ""
             raise OutputBusy("%s is being written by another conversion (%s); wait for it to end, "
-                             "or pass another --output" % (output, _describe(holder)))
+                             "or pass another --output.%s" % (output, _describe(holder), hint))
         try:
             blob.delete(if_generation_match=blob.generation)    # only the stale lock we read
         except (exceptions.NotFound, exceptions.PreconditionFailed):
