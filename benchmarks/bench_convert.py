@@ -15,6 +15,7 @@ import glob
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -67,11 +68,11 @@ _MEASURE = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], chec
             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
 
 
-def convert(run_dir, extra):
+def convert(run_dir, extra, checkout=ROOT):
     """Wall time and peak RSS (MB) of the largest process of one conversion."""
     shutil.rmtree(os.path.join(run_dir, "output"), ignore_errors=True)
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", _MEASURE, sys.executable, os.path.join(ROOT, "main.py"),
+    done = subprocess.run([sys.executable, "-c", _MEASURE, sys.executable, os.path.join(checkout, "main.py"),
                            "--source", run_dir, "--eval-pct", "20", *extra],
                           check=True, capture_output=True, text=True)
     return time.perf_counter() - started, int(done.stdout.split()[-1]) / 1024
@@ -89,7 +90,11 @@ def main():
     parser.add_argument("--frames", type=int, default=400)
     parser.add_argument("--scales", default="1,4")
     parser.add_argument("--workdir", help="where to make the runs (default: a temporary folder, removed)")
-    parser.add_argument("--extra", default="", help="extra options for main.py, e.g. '--direct_running_mode=multi_threading'")
+    parser.add_argument("--extra", default="", help="extra options for main.py, e.g. '--direct_running_mode=multi_processing'")
+    parser.add_argument("--compare", metavar="CHECKOUT",
+                        help="another checkout of this project (e.g. a git worktree of an earlier commit): "
+                             "its main.py runs in turn with this one, and both medians are printed")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each conversion; the median is shown")
     args = parser.parse_args()
     workdir = args.workdir or tempfile.mkdtemp(prefix="tfproc-bench-")
     rng = random.Random(0)
@@ -104,8 +109,19 @@ def main():
             warm(paths)
             floor_s, total = floor(paths, os.path.join(workdir, "floor.tfrecord"))
             os.remove(os.path.join(workdir, "floor.tfrecord"))
-            conv_s, peak_mb = convert(run_dir, args.extra.split())
+            times, others, peak_mb = [], [], 0
+            for _ in range(args.repeat):
+                seconds, peak = convert(run_dir, args.extra.split())
+                times.append(seconds)
+                peak_mb = max(peak_mb, peak)
+                if args.compare:
+                    others.append(convert(run_dir, [], args.compare)[0])
+            conv_s = statistics.median(times)
             mb = total / 2 ** 20
+            if args.compare:
+                other_s = statistics.median(others)
+                print("       compared: %s %.1f img/s (median of %d), this checkout %.1f img/s: %.2fx"
+                      % (args.compare, len(paths) / other_s, len(others), len(paths) / conv_s, other_s / conv_s))
             print("%-6s %7d %8.0f | %6.1f img/s %7.1f MB/s | %6.1f img/s %7.1f MB/s %6s MB | %5.2fx"
                   % ("%dx" % scale, len(paths), mb, len(paths) / floor_s, mb / floor_s,
                      len(paths) / conv_s, mb / conv_s,

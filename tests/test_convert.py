@@ -8,7 +8,7 @@ import shutil
 import pytest
 from PIL import Image
 
-from tfproc import labels, sample
+from tfproc import labels, sample, split
 from conftest import convert, read_records, tfrecords_under
 
 FAST = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
@@ -98,22 +98,40 @@ def converted(bad_run):
 
 def test_every_valid_frame_written_once_with_its_boxes(bad_run, converted):
     records = converted["train"] + converted["eval"]
-    keys = [r["image/source_id"].decode() for r in records]
+    keys = [r["image/filename"].decode() for r in records]
     assert sorted(keys) == sorted(bad_run["expected"])
     for record in records:
-        key = record["image/source_id"].decode()
-        assert record["image/filename"].decode() == key
+        key = record["image/filename"].decode()
+        assert record["image/source_id"].decode() == split.source_id(key)
         width, height = (80, 60) if key == bad_run["jpeg_key"] else (W, H)
         assert (record["image/width"], record["image/height"]) == (width, height)
         assert_boxes_equal(record_boxes(record), expected_boxes(bad_run["expected"][key], width, height))
+        pixel_areas = [(x1 - x0) * width * (y1 - y0) * height for _, x0, y0, x1, y1 in record_boxes(record)]
+        assert record["image/object/area"] == pytest.approx(pixel_areas, rel=1e-5)
         names = [sample.LABELS[label - 1].encode() for label in record["image/object/class/label"]]
         assert record["image/object/class/text"] == names
         assert record["image/object/is_crowd"] == [0] * len(names)
 
 
+def test_source_ids_are_decimal_numbers_unique_in_the_run(converted):
+    ids = [r["image/source_id"].decode() for r in converted["train"] + converted["eval"]]
+    assert all(i.isdigit() and int(i) < 2 ** split.SOURCE_ID_BITS for i in ids)
+    assert len(set(ids)) == len(ids)
+    assert split.source_id("a/b.png") == split.source_id("a/b.png") != split.source_id("a/c.png")
+
+
+def test_a_source_id_collision_is_refused(tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    sample.make_run(str(run), app_params=1, instances=1, frames=3, width=W, height=H)
+    monkeypatch.setattr(split, "source_id", lambda key: "7")
+    assert convert("--source", run, "--eval-pct", 0, "--output", tmp_path / "out") == 1
+    assert "share one numeric image/source_id" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "summary.json").exists()
+
+
 def test_image_bytes_are_stored_untouched(bad_run, converted):
     for record in converted["train"] + converted["eval"]:
-        on_disk = (bad_run["run"] / record["image/source_id"].decode()).read_bytes()
+        on_disk = (bad_run["run"] / record["image/filename"].decode()).read_bytes()
         assert record["image/encoded"] == on_disk
         assert record["image/key/sha256"].decode() == hashlib.sha256(on_disk).hexdigest()
         assert record["image/format"] == (b"jpeg" if on_disk[:2] == b"\xff\xd8" else b"png")
@@ -180,15 +198,15 @@ def test_same_split_and_same_bytes_on_another_runner(bad_run, converted, tmp_pat
     assert names == [os.path.relpath(p, second) for p in tfrecords_under(second)]
     for name in names:
         assert (first / name).read_bytes() == (second / name).read_bytes()
-    eval_keys = [r["image/source_id"] for r in converted["eval"]]
+    eval_keys = [r["image/filename"] for r in converted["eval"]]
     assert 0 < len(eval_keys) < len(bad_run["expected"])
 
 
 def test_split_does_not_depend_on_shard_sizes(bad_run, converted, tmp_path):
     other = tmp_path / "other"
     assert convert("--source", bad_run["run"], "--eval-pct", 30, "--output", other, *FAST) == 0
-    assert (sorted(r["image/source_id"] for r in read_records(str(other / "eval" / "*.tfrecord")))
-            == sorted(r["image/source_id"] for r in converted["eval"]))
+    assert (sorted(r["image/filename"] for r in read_records(str(other / "eval" / "*.tfrecord")))
+            == sorted(r["image/filename"] for r in converted["eval"]))
 
 
 def test_existing_output_is_refused_then_replaced_with_overwrite(bad_run, converted, tmp_path, capsys):
@@ -244,7 +262,7 @@ def test_the_shared_legacy_fixture(fixtures_dir, tmp_path):
     source = tmp_path / "simrun"
     shutil.copytree(fixtures_dir / "simrun", source)
     assert convert("--source", source, "--eval-pct", 0, *FAST) == 0
-    records = {r["image/source_id"].decode(): r for r in read_records(str(source / "output" / "train" / "*.tfrecord"))}
+    records = {r["image/filename"].decode(): r for r in read_records(str(source / "output" / "train" / "*.tfrecord"))}
     assert sorted(records) == ["captures/camera_000.png", "captures/camera_001.png"]
     assert record_boxes(records["captures/camera_000.png"]) == []
     # camera_001 is 240x240? read the size the header gives and check the boxes of definition "4"
@@ -280,7 +298,7 @@ def test_labels_starting_at_zero_are_shifted(tmp_path):
     summary = json.loads((run / "output" / "summary.json").read_text())
     assert summary["label_id_shift"] == 1 and summary["num_classes"] == len(sample.LABELS)
     for record in read_records(str(run / "output" / "train" / "*.tfrecord")):
-        key = record["image/source_id"].decode()
+        key = record["image/filename"].decode()
         assert_boxes_equal(record_boxes(record), expected_boxes(expected[key]))
 
 

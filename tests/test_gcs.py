@@ -46,7 +46,7 @@ def test_gs_to_gs_matches_the_local_conversion(gcs, tmp_path):
     assert not [n for n in names if ".staging" in n or ".tmp" in n]
     remote = tmp_path / "from_gcs"
     records = read_records(str(remote / "train" / "*.tfrecord")) + read_records(str(remote / "eval" / "*.tfrecord"))
-    assert sorted(r["image/source_id"].decode() for r in records) == sorted(expected)
+    assert sorted(r["image/filename"].decode() for r in records) == sorted(expected)
     summary = json.loads((remote / "summary.json").read_text())
     assert summary["splits"]["train"]["pattern"] == source + "/output/train/*.tfrecord"
     assert summary["num_classes"] == len(sample.LABELS)

@@ -15,10 +15,10 @@ def test_solo_datasets_convert_one_record_per_camera_image(tmp_path):
     assert convert("--source", tmp_path / "src", "--eval-pct", 25, *FAST) == 0
     out = tmp_path / "src" / "output"
     records = read_records(str(out / "train" / "*.tfrecord")) + read_records(str(out / "eval" / "*.tfrecord"))
-    assert sorted(r["image/source_id"].decode() for r in records) == sorted(expected)
+    assert sorted(r["image/filename"].decode() for r in records) == sorted(expected)
     assert len(records) == 2 * 2 * 2 * 2
     for record in records:
-        assert_boxes_equal(record_boxes(record), expected_boxes(expected[record["image/source_id"].decode()]))
+        assert_boxes_equal(record_boxes(record), expected_boxes(expected[record["image/filename"].decode()]))
         for label in record["image/object/class/label"]:
             assert 1 <= label <= len(sample.LABELS)
     summary = json.loads((out / "summary.json").read_text())
@@ -81,7 +81,7 @@ def test_real_photos_are_normalized_by_their_own_size_and_exif_is_respected(tmp_
     (tmp_path / "label_map.pbtxt").write_text(LABEL_MAP)
     assert real_convert("--source", src, "--label-map", tmp_path / "label_map.pbtxt", "--eval-pct", 0) == 0
 
-    records = {r["image/source_id"].decode(): r for r in read_records(str(src / "output" / "train" / "*.tfrecord"))}
+    records = {r["image/filename"].decode(): r for r in read_records(str(src / "output" / "train" / "*.tfrecord"))}
     assert sorted(records) == ["store_a/images/big.jpg", "store_a/images/small.jpg", "store_b/images/turned.jpg"]
     assert_boxes_equal(record_boxes(records["store_a/images/big.jpg"]), [(1, 0.1, 0.1, 0.6, 0.6)])
     assert_boxes_equal(record_boxes(records["store_a/images/small.jpg"]), [(2, 0.1, 0.1, 0.6, 0.6)])

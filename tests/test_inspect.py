@@ -70,3 +70,4 @@ def test_a_label_outside_the_label_map_fails_the_checks(output, tmp_path, capsys
     assert "class 99 is not in the label map" in out
     assert "box 0 not within [0, 1] and ordered" in out
     assert "summary.json: says" in out   # one more eval record than the summary counted
+    assert "image/source_id 'x.png' is not a decimal number" in out

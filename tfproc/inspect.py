@@ -38,14 +38,23 @@ def check_example(example, label_map):
                     example["image/width"][0], example["image/height"][0], width, height))
         except imageheader.BadImage as error:
             problems.append("image/encoded: %s" % error)
+    if not example["image/source_id"] or not example["image/source_id"][0].isdigit():
+        problems.append("image/source_id '%s' is not a decimal number (evaluators read it as an integer)"
+                        % b"".join(example["image/source_id"][:1]).decode("utf-8", "replace"))
     columns = [example["image/object/bbox/" + k] for k in ("xmin", "ymin", "xmax", "ymax")]
     labels, texts = example["image/object/class/label"], example["image/object/class/text"]
     if len({len(c) for c in columns + [labels, texts]}) != 1:
         problems.append("box, label and text lists differ in length")
         return problems
+    areas = example.get("image/object/area") or [None] * len(labels)
+    pixels = example["image/width"][0] * example["image/height"][0] if example["image/width"] else 0
     for i, (xmin, ymin, xmax, ymax) in enumerate(zip(*columns)):
         if not (0.0 <= xmin < xmax <= 1.0 and 0.0 <= ymin < ymax <= 1.0):
             problems.append("box %d not within [0, 1] and ordered: %.4g %.4g %.4g %.4g" % (i, xmin, ymin, xmax, ymax))
+        elif i < len(areas) and areas[i] is not None and pixels and \
+                abs(areas[i] - (xmax - xmin) * (ymax - ymin) * pixels) > 1e-3 * max(1.0, areas[i]):
+            problems.append("box %d: image/object/area %.6g is not its area in pixels (%.6g)"
+                            % (i, areas[i], (xmax - xmin) * (ymax - ymin) * pixels))
     for label, text in zip(labels, texts):
         if label not in label_map:
             problems.append("class %d is not in the label map" % label)
@@ -124,7 +133,8 @@ def inspect(output, preview=0):
                         seen.add(key)
                         stats.add(split_name, example, problems, where)
                         if preview and not problems:
-                            sample = sorted(sample + [(split.order_of(key.decode("utf-8", "replace")), example)],
+                            name = example["image/filename"][0].decode("utf-8", "replace")
+                            sample = sorted(sample + [(split.order_of(name), example)],
                                             key=lambda item: item[0])[:preview]
             except ValueError as error:
                 stats.add(split_name, {}, ["%s" % error], "%s/%s" % (split_name, rel))
@@ -189,7 +199,7 @@ def draw_previews(examples, label_map, folder, columns=4, thumb_width=320):
             y = box[1] - text_height if box[1] >= text_height else box[1]   # above the box, or inside at the edge
             draw.rectangle((left, y, right + 2, y + text_height), fill=colour)
             draw.text((box[0] + 1, y), text, fill=(0, 0, 0))
-        name = os.path.basename(example["image/source_id"][0].decode("utf-8", "replace"))
+        name = os.path.basename(example["image/filename"][0].decode("utf-8", "replace"))
         path = os.path.join(folder, "%02d_%s.png" % (index, os.path.splitext(name)[0]))
         image.save(path)
         written.append(path)

@@ -90,8 +90,14 @@ def build_pipeline(p, settings):
         | "GroupByShard" >> beam.GroupByKey())
     written = grouped | "WriteShards" >> beam.ParDo(WriteShard(settings), label_map)
 
+    collisions = (
+        parsed.frames
+        | "SourceIds" >> beam.Map(lambda ref: (split.source_id(ref.key), ref.key))
+        | "GroupBySourceId" >> beam.GroupByKey()
+        | "SourceIdCollisions" >> beam.FlatMap(source_id_collisions))
+
     _ = (
-        (written, parsed.report)
+        (written, parsed.report, collisions)
         | "AllReports" >> beam.Flatten()
         | "MergeReports" >> beam.CombineGlobally(report.merge)
         | "Finish" >> beam.Map(finish, settings, label_map, totals))
@@ -146,6 +152,20 @@ class WriteShard(beam.DoFn):
         yield written
 
 
+ID_COLLISION = "source id collision"
+
+
+def source_id_collisions(element):
+    """(source id, [frame keys]) -> a report naming them if distinct frames share the id."""
+    source_id, keys = element
+    keys = sorted(set(keys))
+    if len(keys) > 1:
+        found = report.new()
+        report.add_skipped(found, keys[0], ID_COLLISION, "shares image/source_id %s with %s"
+                           % (source_id, ", ".join(keys[1:])))
+        yield found
+
+
 def _count_skipped(a_report):
     for reason, count in a_report["skipped"].items():
         Metrics.counter(METRICS, "skipped: " + reason).inc(count)
@@ -190,6 +210,11 @@ def finish(merged, settings, label_map, totals):
     counts = _shard_counts(settings, totals)
     result = summary.build(settings, merged, label_map, counts, time.time() - settings.started)
     fsutil.write_atomically(fsutil.join(settings.staging, SUMMARY), _json(result))
+    if result["skipped"].get(ID_COLLISION):
+        first = next(e for e in result["skipped_examples"] if e["reason"] == ID_COLLISION)
+        raise ConversionFailed("two frames share one numeric image/source_id (odds of about one in "
+                               "a million per 100,000 frames): %s %s; rename one of the images"
+                               % (first["item"], first["detail"]))
     if settings.strict and result["skipped_total"]:
         first = result["skipped_examples"][0]
         raise ConversionFailed("--strict: %d bad item(s); first: %s: %s %s" % (

@@ -24,7 +24,7 @@ def build_example(key, data, image_format, width, height, kept, label_map, diges
         "image/height": records.int64_feature([height]),
         "image/width": records.int64_feature([width]),
         "image/filename": records.bytes_feature([key]),
-        "image/source_id": records.bytes_feature([key]),
+        "image/source_id": records.bytes_feature([split.source_id(key)]),
         "image/key/sha256": records.bytes_feature([digest or hashlib.sha256(data).hexdigest()]),
         "image/object/bbox/xmin": records.float_feature([k[1] for k in kept]),
         "image/object/bbox/ymin": records.float_feature([k[2] for k in kept]),
@@ -32,8 +32,8 @@ def build_example(key, data, image_format, width, height, kept, label_map, diges
         "image/object/bbox/ymax": records.float_feature([k[4] for k in kept]),
         "image/object/class/label": records.int64_feature(class_ids),
         "image/object/class/text": records.bytes_feature([label_map.names[c] for c in class_ids]),
-        "image/object/area": records.float_feature(
-            [(k[3] - k[1]) * (k[4] - k[2]) for k in kept]),
+        "image/object/area": records.float_feature(     # in pixels, as COCO evaluation reads it
+            [(k[3] - k[1]) * width * (k[4] - k[2]) * height for k in kept]),
         "image/object/is_crowd": records.int64_feature([0] * len(kept)),
     })
 

@@ -11,6 +11,8 @@ import hashlib
 _SPLIT_SALT = b"tfproc-split-v1:"
 _SHARD_SALT = b"tfproc-shard-v1:"
 _ORDER_SALT = b"tfproc-order-v1:"
+_ID_SALT = b"tfproc-id-v1:"
+SOURCE_ID_BITS = 52     # exact in a float64 too; 100,000 frames collide with odds of about 1 in 10^6
 
 TRAIN = "train"
 EVAL = "eval"
@@ -24,6 +26,12 @@ def _fraction(salt, key):
 def split_of(key, eval_pct):
     """'eval' for about ``eval_pct`` percent of keys, 'train' for the rest."""
     return EVAL if _fraction(_SPLIT_SALT, key) < eval_pct / 100.0 else TRAIN
+
+
+def source_id(key):
+    """The frame's ``image/source_id``: a stable decimal number (evaluators need an integer id)."""
+    digest = hashlib.sha256(_ID_SALT + key.encode("utf-8")).digest()
+    return str(int.from_bytes(digest[:8], "big") >> (64 - SOURCE_ID_BITS))
 
 
 def shard_of(key, num_shards):
