@@ -138,7 +138,8 @@ def _hyperparameter_options(command):
 @click.option("--resume", is_flag=True, help="allow a job dir that holds files: the job resumes from its checkpoints")
 @click.option("--dry-run", is_flag=True, help="print the request and the gcloud command; send nothing")
 @_endpoint_option
-def train(project, dataset, job_dir, region, job_id, accelerator, config_path, training_data, validation_data,
+@click.pass_context
+def train(ctx, project, dataset, job_dir, region, job_id, accelerator, config_path, training_data, validation_data,
           num_classes, extra_args, resume, dry_run, api_endpoint, **hyperparameters):
     """Submit the built-in image object detection training job.
 
@@ -159,6 +160,8 @@ def train(project, dataset, job_dir, region, job_id, accelerator, config_path, t
         raise LauncherError("no num_classes: pass --dataset (a conversion output) or --num-classes", exit_code=2)
 
     job_id = job_id or time.strftime("synthdet_%Y%m%d_%H%M%S")
+    if ctx.get_parameter_source("num_eval_images") != click.core.ParameterSource.COMMANDLINE:
+        hyperparameters["num_eval_images"] = jobspec.default_eval_images(facts)
     args = jobspec.algorithm_args(facts, hyperparameters, extra_args)
     jobspec.check(job_id, job_dir, args, facts)
     if config_path:

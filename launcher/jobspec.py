@@ -44,7 +44,6 @@ MACHINES = {
 }
 
 _JOB_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,127}$")
-_LABEL_ID = re.compile(r"\bid\s*:\s*(\d+)")
 
 
 def machines_from_config(text, path):
@@ -73,8 +72,24 @@ def dataset_facts(summary_text, label_map_text, where):
     except (ValueError, KeyError, TypeError):
         raise UsageError("%s/summary.json is not a conversion summary; pass the output folder of "
                          "`python main.py`" % where)
-    facts["label_ids"] = sorted(int(i) for i in _LABEL_ID.findall(label_map_text or ""))
+    facts["label_ids"] = []
+    if label_map_text:
+        from tfproc import labels
+        try:
+            facts["label_ids"] = sorted(labels.parse_label_map(label_map_text))
+        except labels.BadLabelMap as error:
+            raise UsageError("%s/label_map.pbtxt: %s" % (where, error))
+    # the patterns follow the output to where it is now (it may have been copied since)
+    facts["training_data_path"] = "%s/train/*.tfrecord" % where
+    facts["validation_data_path"] = "%s/eval/*.tfrecord" % where
     return facts
+
+
+def default_eval_images(facts):
+    """The seed's 200 eval images, or all the validation images when there are fewer."""
+    available = facts.get("validation_images")
+    default = HYPERPARAMETERS["num_eval_images"]
+    return default if available is None else min(default, available)
 
 
 def algorithm_args(facts, hyperparameters, extra):

@@ -175,6 +175,29 @@ def test_train_submits_the_seeds_job(google, dataset):
     assert "gcloud ai-platform jobs stream-logs synthdet_test_1" in out
 
 
+def test_train_on_an_output_converted_locally_then_uploaded(google, cloud, tmp_path):
+    """The seed's real-photo flow: convert on this machine, `gsutil -m rsync` the output, train."""
+    bucket = cloud.storage.bucket(BUCKET)
+    summary = {"num_classes": 3, "splits": {
+        "train": {"images": 120, "pattern": "/tmp/real/output/train/*.tfrecord"},
+        "eval": {"images": 47, "pattern": "/tmp/real/output/eval/*.tfrecord"}}}
+    bucket.blob("real/output/summary.json").upload_from_string(json.dumps(summary))
+    bucket.blob("real/output/label_map.pbtxt").upload_from_string(
+        'item {\n  name: "a \\"b\\" } c"\n  id: 1\n}\nitem {\n  name: "d"\n  id: 3\n}\n')
+    accept_jobs(google)
+    dataset = "gs://%s/real/output" % BUCKET
+    code, _, err = run("train", "--project", PROJECT, "--dataset", dataset, "--job-dir", job_dir("real1"),
+                       "--job-id", "real_1")
+    assert code == 0, err
+    args = google.calls("POST")[-1]["body"]["trainingInput"]["args"]
+    assert "--training_data_path=%s/train/*.tfrecord" % dataset in args
+    assert "--validation_data_path=%s/eval/*.tfrecord" % dataset in args
+    assert "--num_eval_images=47" in args       # the seed's 200, capped at what there is
+    code, _, err = run("train", "--project", PROJECT, "--dataset", dataset, "--job-dir", job_dir("real2"),
+                       "--job-id", "real_2", "--num-eval-images", 200)
+    assert code == 2 and "num_eval_images 200 is more than the 47 validation images" in err
+
+
 def test_train_with_gpu_a_config_file_and_overrides(google, dataset, tmp_path):
     accept_jobs(google)
     code, _, err = run("train", "--project", PROJECT, "--dataset", dataset, "--job-dir", job_dir("m2"),
