@@ -1,12 +1,19 @@
 """Packaging; also what Dataflow workers install (``--setup_file ./setup.py``)."""
+import os
+
 import setuptools
+
+_requirements = {}
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "trainer", "requirements.py")) as _f:
+    exec(_f.read(), _requirements)
+TRAIN = _requirements["REQUIRES"]
 
 setuptools.setup(
     name="synthdet-tfproc",
     version="0.1.0",
     description="Unity Simulation / Perception datasets to TFRecords with Apache Beam, "
                 "and the AI Platform training launcher",
-    packages=setuptools.find_packages(include=["tfproc", "tfproc.*", "launcher", "launcher.*"]),
+    packages=setuptools.find_packages(include=["tfproc", "tfproc.*", "launcher", "launcher.*", "trainer", "trainer.*"]),
     python_requires=">=3.9",
     # What the workers need to convert: no TensorFlow (records are encoded by tfproc.records).
     install_requires=[
@@ -21,9 +28,12 @@ setuptools.setup(
         "pyyaml>=5.4",
     ],
     extras_require={
-        # Reading records back (tests, inspect) uses TensorFlow itself.
+        # Reading records back with TensorFlow itself (the conversion does not need it).
         "tf": ["tensorflow-cpu>=2.13"],
-        "test": ["tensorflow-cpu>=2.13", "pytest>=7", "gcp-storage-emulator>=2024.8"],
+        # The trainer: TF Model Garden's RetinaNet (trainer/requirements.py).
+        "train": TRAIN,
+        # The tests read records back with TensorFlow and train the detector for a few steps.
+        "test": TRAIN + ["pytest>=7", "gcp-storage-emulator>=2024.8"],
     },
     entry_points={
         "console_scripts": [
@@ -31,6 +41,7 @@ setuptools.setup(
             "tfproc-real=tfproc.realdata:main",
             "tfproc-inspect=tfproc.inspect:main",
             "synthdet-launcher=launcher.cli:main",
+            "synthdet-trainer=trainer.cli:main",
         ],
     },
 )

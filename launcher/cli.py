@@ -5,7 +5,7 @@ import time
 
 import click
 
-from launcher import aiplatform, cloudlogging, jobspec, storage, usim
+from launcher import aiplatform, cloudlogging, jobspec, storage, usim, vertex
 from launcher.errors import LauncherError
 
 DEPRECATION = ("Note: Google shut down legacy AI Platform Training (the ml v1 API) on 2025-01-31; "
@@ -125,8 +125,18 @@ def _hyperparameter_options(command):
 @click.option("--job-dir", required=True, help="gs:// folder for the model and checkpoints")
 @click.option("--region", default="us-central1", show_default=True)
 @click.option("--job-id", help="default: synthdet_<yyyymmdd_HHMMSS>")
-@click.option("--accelerator", type=click.Choice(["tpu", "gpu"]), default="tpu", show_default=True,
-              help="tpu: the seed's P100 master and one cloud_tpu worker with 8 TPU_V2; gpu: one P100 machine")
+@click.option("--backend", type=click.Choice(["ml", "vertex"]), default="ml", show_default=True,
+              help="vertex: Vertex AI custom job running this project's trainer (live); ml: the seed's "
+                   "AI Platform built-in algorithm (ml v1, shut down by Google on 2025-01-31)")
+@click.option("--accelerator", type=click.Choice(["gpu", "a100", "tpu"]),
+              help="ml: tpu (default; the seed's P100 master and one cloud_tpu worker with 8 TPU_V2) or gpu "
+                   "(one P100). vertex: gpu (default; one L4 on g2-standard-8), a100, or tpu (TPU v3-8)")
+@click.option("--worker-pool-spec-file", type=click.Path(dir_okay=False),
+              help="vertex: your own workerPoolSpecs as JSON/YAML (replaces --accelerator)")
+@click.option("--executor-image", default=None,
+              help="vertex: the prebuilt training image that runs the trainer (default: %s)" % vertex.EXECUTOR_IMAGE)
+@click.option("--backbone", type=click.Choice(["resnet-50", "resnet-18", "mobilenet"]), default="resnet-50",
+              show_default=True, help="vertex: the trainer's backbone")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="a gcloud config.yaml with trainingInput (replaces --accelerator)")
 @click.option("--training-data", help="training TFRecord pattern (overrides --dataset)")
@@ -139,9 +149,11 @@ def _hyperparameter_options(command):
 @click.option("--dry-run", is_flag=True, help="print the request and the gcloud command; send nothing")
 @_endpoint_option
 @click.pass_context
-def train(ctx, project, dataset, job_dir, region, job_id, accelerator, config_path, training_data, validation_data,
-          num_classes, extra_args, resume, dry_run, api_endpoint, **hyperparameters):
-    """Submit the built-in image object detection training job.
+def train(ctx, project, dataset, job_dir, region, job_id, backend, accelerator, worker_pool_spec_file,
+          executor_image, backbone, config_path, training_data, validation_data, num_classes, extra_args,
+          resume, dry_run, api_endpoint, **hyperparameters):
+    """Submit a training job: on Vertex AI (--backend vertex) this project's trainer, or the seed's
+    built-in image object detection job on AI Platform (ml v1).
 
     Everything is checked before anything is sent: the job id, the job dir (refused if it holds
     files, unless --resume), num_classes against the label map, num_eval_images against the
@@ -164,18 +176,20 @@ def train(ctx, project, dataset, job_dir, region, job_id, accelerator, config_pa
         hyperparameters["num_eval_images"] = jobspec.default_eval_images(facts)
     args = jobspec.algorithm_args(facts, hyperparameters, extra_args)
     jobspec.check(job_id, job_dir, args, facts)
+    if backend == "vertex":
+        return _train_on_vertex(project, region, dataset, job_dir.rstrip("/"), job_id, accelerator or "gpu",
+                                worker_pool_spec_file, executor_image, backbone, facts, args, num_classes,
+                                extra_args, resume, dry_run, api_endpoint, explicit_image_size=ctx.get_parameter_source(
+                                    "image_size") == click.core.ParameterSource.COMMANDLINE)
+    if accelerator == "a100":
+        raise LauncherError("--accelerator a100 is for --backend vertex", exit_code=2)
     if config_path:
         with open(config_path) as f:
             machines = jobspec.machines_from_config(f.read(), config_path)
     else:
-        machines = jobspec.MACHINES[accelerator]
+        machines = jobspec.MACHINES[accelerator or "tpu"]
     body = jobspec.job_body(job_id, region, job_dir.rstrip("/"), machines, args)
-
-    existing = storage.first_file(job_dir, project)
-    if existing and not resume:
-        raise LauncherError("%s already holds files (%s): the job would resume from its checkpoints. "
-                            "Pass --resume to do that (with a larger --max-steps), or use an empty --job-dir"
-                            % (job_dir, existing), exit_code=2)
+    _check_job_dir(job_dir, project, resume)
 
     if dry_run:
         click.echo("POST projects/%s/jobs (not sent):" % project)
@@ -187,7 +201,11 @@ def train(ctx, project, dataset, job_dir, region, job_id, accelerator, config_pa
         return
 
     click.echo(DEPRECATION, err=True)
-    job, created = aiplatform.Jobs(project, api_endpoint).create(body)
+    try:
+        job, created = aiplatform.Jobs(project, api_endpoint).create(body)
+    except LauncherError as error:
+        raise LauncherError("%s. AI Platform Training (ml v1) was shut down on 2025-01-31: train on Vertex AI "
+                            "with --backend vertex" % error, error.exit_code)
     click.echo("%s job %s (%s)" % ("submitted" if created else "already submitted:", job_id, job.get("state", "QUEUED")))
     click.echo("console: %s" % aiplatform.console_url(project, job_id))
     click.echo("follow it with:\n"
@@ -198,68 +216,162 @@ def train(ctx, project, dataset, job_dir, region, job_id, accelerator, config_pa
                % ((job_id, project) * 4))
 
 
+def _check_job_dir(job_dir, project, resume, ignore=None):
+    existing = storage.first_file(job_dir, project, ignore=ignore)
+    if existing and not resume:
+        raise LauncherError("%s already holds files (%s): the job would resume from its checkpoints. "
+                            "Pass --resume to do that (with a larger --max-steps), or use an empty --job-dir"
+                            % (job_dir, existing), exit_code=2)
+
+
+def _train_on_vertex(project, region, dataset, job_dir, job_id, accelerator, pool_file, executor_image, backbone,
+                     facts, args, num_classes, extra_args, resume, dry_run, api_endpoint, explicit_image_size):
+    """A Vertex AI custom job that runs ``python -m trainer.task train`` with the same arguments as a
+    local ``python -m trainer train``."""
+    if not dataset:
+        raise LauncherError("--backend vertex needs --dataset (the trainer reads the conversion output)", exit_code=2)
+    if not dataset.startswith("gs://"):
+        raise LauncherError("--dataset must be on gs:// for Vertex AI to read it, got %s" % dataset, exit_code=2)
+    hyperparameters = {name: args[name] for name in jobspec.HYPERPARAMETERS}
+    if not explicit_image_size:
+        del hyperparameters["image_size"]      # the trainer takes the dataset's most common resolution
+    hyperparameters["backbone"] = backbone
+    trainer_args = vertex.trainer_args(dataset.rstrip("/"), hyperparameters, num_classes,
+                                       [item for item in extra_args])
+    pools = vertex.worker_pools_from_file(pool_file) if pool_file else None
+    file_name, package = vertex.trainer_sdist()
+    uri = vertex.package_uri(job_dir, file_name)
+    body = vertex.job_body(job_id, job_dir, vertex.MACHINES[accelerator], uri, trainer_args,
+                           executor_image or vertex.EXECUTOR_IMAGE, pools)
+    if dry_run:
+        _check_job_dir(job_dir, project, resume, ignore="packages/")
+        click.echo("POST projects/%s/locations/%s/customJobs (not sent; %s not uploaded):" % (project, region, uri))
+        click.echo(json.dumps(body, indent=2))
+        click.echo("\nThe same with gcloud (after uploading the package to %s; job.yaml as below):\n" % uri)
+        click.echo(vertex.gcloud_command(body, region, "job.yaml"))
+        click.echo("\n# job.yaml\n" + vertex.config_yaml(body))
+        return
+    jobs = vertex.CustomJobs(project, region, api_endpoint)
+    if not jobs.find(job_id):    # a retried submission finds its job first (create checks its spec)
+        _check_job_dir(job_dir, project, resume, ignore="packages/")
+        storage.write_bytes(uri, package, project)
+    job, created = jobs.create(body, job_id)
+    number = vertex.job_number(job)
+    click.echo("%s Vertex job %s (id %s, %s)" % ("submitted" if created else "already submitted, not started again:",
+                                                 job_id, number, vertex.state_word(job)))
+    click.echo("console: %s" % vertex.console_url(project, region, job))
+    click.echo("follow it with:\n"
+               "  python -m launcher status %s --backend vertex --project %s --region %s\n"
+               "  python -m launcher logs %s --backend vertex --project %s --region %s --follow\n"
+               "  gcloud ai custom-jobs describe %s --project %s --region %s"
+               % ((number, project, region) * 3))
+
+
 # -- following a job --------------------------------------------------------------------------
 
-def _describe(job):
-    lines = ["job %s: %s" % (job.get("jobId"), job.get("state"))]
-    for key in ("createTime", "startTime", "endTime"):
-        if job.get(key):
-            lines.append("  %s: %s" % (key, job[key]))
-    if job.get("errorMessage"):
-        lines.append("  error: %s" % job["errorMessage"])
-    consumed = (job.get("trainingOutput") or {}).get("consumedMLUnits")
-    if consumed is not None:
-        lines.append("  consumed ML units: %s" % consumed)
-    return "\n".join(lines)
+def _backend_options(command):
+    command = click.option("--region", default="us-central1", show_default=True,
+                           help="vertex: the job's region")(command)
+    command = click.option("--backend", type=click.Choice(["ml", "vertex"]), default="ml", show_default=True,
+                           help="where the job runs: Vertex AI custom jobs, or AI Platform (ml v1)")(command)
+    return command
+
+
+class _Backend:
+    """The ml v1 and Vertex job APIs behind one shape: get, cancel, list, describe, terminal states."""
+
+    def __init__(self, backend, project, region, api_endpoint):
+        self.vertex = backend == "vertex"
+        self.project, self.region = project, region
+        self.jobs = (vertex.CustomJobs(project, region, api_endpoint) if self.vertex
+                     else aiplatform.Jobs(project, api_endpoint))
+
+    def get(self, job):
+        return self.jobs.get(job)
+
+    def state(self, job):
+        return vertex.state_word(job) if self.vertex else job.get("state")
+
+    def log_id(self, job):
+        """The job_id label of its Cloud Logging entries."""
+        return vertex.job_number(job) if self.vertex else job.get("jobId")
+
+    def name(self, job):
+        if self.vertex:
+            return "%s (id %s)" % (job.get("displayName"), vertex.job_number(job))
+        return job.get("jobId")
+
+    def error(self, job):
+        return (job.get("error") or {}).get("message") if self.vertex else job.get("errorMessage")
+
+    def describe(self, job):
+        lines = ["job %s: %s" % (self.name(job), self.state(job))]
+        for key in ("createTime", "startTime", "endTime"):
+            if job.get(key):
+                lines.append("  %s: %s" % (key, job[key]))
+        if self.error(job):
+            lines.append("  error: %s" % self.error(job))
+        consumed = (job.get("trainingOutput") or {}).get("consumedMLUnits")
+        if consumed is not None:
+            lines.append("  consumed ML units: %s" % consumed)
+        if self.vertex:
+            lines.append("  console: %s" % vertex.console_url(self.project, self.region, job))
+        return "\n".join(lines)
 
 
 @main.command()
 @click.argument("job_id")
 @_project_option
+@_backend_options
 @_endpoint_option
-def status(job_id, project, api_endpoint):
-    """Show a job's state, times and error."""
-    click.echo(_describe(aiplatform.Jobs(project, api_endpoint).get(job_id)))
+def status(job_id, project, backend, region, api_endpoint):
+    """Show a job's state, times and error. JOB: the job id (vertex: its numeric id, its full
+    resource name, or the --job-id name it was submitted with)."""
+    jobs = _Backend(backend, project, region, api_endpoint)
+    click.echo(jobs.describe(jobs.get(job_id)))
 
 
 @main.command()
 @click.argument("job_id")
 @_project_option
+@_backend_options
 @click.option("--interval", default=60.0, show_default=True, type=float, help="seconds between polls")
 @_endpoint_option
-def wait(job_id, project, interval, api_endpoint):
+def wait(job_id, project, backend, region, interval, api_endpoint):
     """Poll until the job ends; exit 0 only if it SUCCEEDED."""
-    jobs = aiplatform.Jobs(project, api_endpoint)
+    jobs = _Backend(backend, project, region, api_endpoint)
     began, last = time.monotonic(), None
     while True:
         job = jobs.get(job_id)
-        state = job.get("state")
+        state = jobs.state(job)
         if state != last:
             click.echo("[%5.0fs] job %s: %s" % (time.monotonic() - began, job_id, state), err=True)
             last = state
         if state in aiplatform.TERMINAL:
             break
         time.sleep(interval)
-    click.echo(_describe(job))
+    click.echo(jobs.describe(job))
     if state != "SUCCEEDED":
-        raise LauncherError("job %s ended %s%s" % (job_id, state, ": " + job["errorMessage"] if job.get("errorMessage") else ""))
+        raise LauncherError("job %s ended %s%s" % (job_id, state, ": " + jobs.error(job) if jobs.error(job) else ""))
 
 
 @main.command()
 @click.argument("job_id")
 @_project_option
+@_backend_options
 @click.option("--follow", is_flag=True, help="keep printing new entries until the job ends")
 @click.option("--interval", default=15.0, show_default=True, type=float, help="seconds between polls with --follow")
 @click.option("--logging-endpoint", help="Cloud Logging endpoint (default: CLOUDSDK_API_ENDPOINT_OVERRIDES_LOGGING or Google's)")
 @_endpoint_option
-def logs(job_id, project, follow, interval, logging_endpoint, api_endpoint):
+def logs(job_id, project, backend, region, follow, interval, logging_endpoint, api_endpoint):
     """Print the job's log entries from Cloud Logging."""
     reader = cloudlogging.Logs(project, logging_endpoint)
-    jobs = aiplatform.Jobs(project, api_endpoint) if follow else None
+    jobs = _Backend(backend, project, region, api_endpoint)
+    log_id = jobs.log_id(jobs.get(job_id)) if backend == "vertex" else job_id
     seen, after = set(), None
     while True:
-        ended = follow and jobs.get(job_id).get("state") in aiplatform.TERMINAL
-        for entry in reader.entries(job_id, after):
+        ended = follow and jobs.state(jobs.get(job_id)) in aiplatform.TERMINAL
+        for entry in reader.entries(log_id, after):
             key = entry.get("insertId") or json.dumps(entry, sort_keys=True)
             if key in seen:
                 continue
@@ -274,18 +386,21 @@ def logs(job_id, project, follow, interval, logging_endpoint, api_endpoint):
 @main.command()
 @click.argument("job_id")
 @_project_option
+@_backend_options
 @_endpoint_option
-def cancel(job_id, project, api_endpoint):
+def cancel(job_id, project, backend, region, api_endpoint):
     """Cancel a job."""
-    aiplatform.Jobs(project, api_endpoint).cancel(job_id)
+    _Backend(backend, project, region, api_endpoint).jobs.cancel(job_id)
     click.echo("cancel requested for job %s" % job_id)
 
 
 @main.command("list")
 @_project_option
+@_backend_options
 @click.option("--limit", default=20, show_default=True, type=int)
 @_endpoint_option
-def list_jobs(project, limit, api_endpoint):
+def list_jobs(project, backend, region, limit, api_endpoint):
     """List the project's most recent jobs."""
-    for job in aiplatform.Jobs(project, api_endpoint).list(limit):
-        click.echo("%-40s %-10s %s" % (job.get("jobId"), job.get("state"), job.get("createTime", "")))
+    jobs = _Backend(backend, project, region, api_endpoint)
+    for job in jobs.jobs.list(limit):
+        click.echo("%-40s %-10s %s" % (jobs.name(job), jobs.state(job), job.get("createTime", "")))

@@ -39,12 +39,16 @@ def read_text(path, project=None, missing_ok=False):
         raise LauncherError("could not read %s: %s" % (path, error))
 
 
-def first_file(folder, project=None):
-    """The name of some file under ``folder`` (gs://), or None if it holds none."""
+def first_file(folder, project=None, ignore=None):
+    """The name of some file under ``folder`` (gs://), or None if it holds none; files under the
+    subfolder ``ignore`` (e.g. "packages/") do not count."""
     from google.api_core import exceptions
     bucket, prefix = _split(folder.rstrip("/"))
+    prefix = prefix + "/" if prefix else ""
     try:
-        for blob in _client(project).list_blobs(bucket, prefix=prefix + "/" if prefix else "", max_results=1):
+        for blob in _client(project).list_blobs(bucket, prefix=prefix, max_results=None if ignore else 1):
+            if ignore and blob.name[len(prefix):].startswith(ignore):
+                continue
             return "gs://%s/%s" % (bucket, blob.name)
     except exceptions.NotFound:
         raise UsageError("bucket %s does not exist" % bucket)
@@ -55,3 +59,15 @@ def first_file(folder, project=None):
 
 def join(folder, name):
     return folder.rstrip("/") + "/" + name if folder.startswith("gs://") else os.path.join(folder, name)
+
+
+def write_bytes(path, data, project=None):
+    """Upload ``data`` to a gs:// path."""
+    from google.api_core import exceptions
+    bucket, name = _split(path)
+    try:
+        _client(project).bucket(bucket).blob(name).upload_from_string(data)
+    except exceptions.NotFound:
+        raise UsageError("bucket %s does not exist" % bucket)
+    except exceptions.GoogleAPIError as error:
+        raise LauncherError("could not upload %s: %s" % (path, error))

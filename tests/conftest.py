@@ -105,6 +105,7 @@ def cloud(tmp_path_factory):
             "NO_GCE_CHECK": "true",
             "CLOUDSDK_API_ENDPOINT_OVERRIDES_ML": google.url + "/",
             "CLOUDSDK_API_ENDPOINT_OVERRIDES_LOGGING": google.url + "/",
+            "CLOUDSDK_API_ENDPOINT_OVERRIDES_AIPLATFORM": google.url + "/",
         })
         try:
             yield Cloud(storage.Client(project="test-project"), google)

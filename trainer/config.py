@@ -1,0 +1,158 @@
+"""Model Garden's RetinaNet experiment, configured from a conversion output and the seed's hyperparameters.
+
+| seed hyperparameter | Model Garden config path |
+|---|---|
+| train_batch_size | task.train_data.global_batch_size |
+| num_eval_images | trainer.validation_steps = ceil(n / task.validation_data.global_batch_size) |
+| train_steps_per_eval | trainer.validation_interval (and checkpoint_interval) |
+| max_steps | trainer.train_steps |
+| warmup_learning_rate, warmup_steps | trainer.optimizer_config.warmup.linear |
+| initial_learning_rate | trainer.optimizer_config.learning_rate.stepwise.values[0] |
+| image_size "h,w" | task.model.input_size = [h, w, 3] |
+| fpn_type | task.model.decoder.type (fpn / nasfpn) |
+| aug_scale_min / max | task.train_data.parser.aug_scale_min / aug_scale_max |
+"""
+import math
+
+import yaml
+
+# The seed's hyperparameters, with its names and defaults (seed 003, phase 3).
+HYPERPARAMETERS = {
+    "train_batch_size": 16,
+    "num_eval_images": 200,
+    "train_steps_per_eval": 2000,
+    "max_steps": 75000,
+    "warmup_learning_rate": 0.01,
+    "warmup_steps": 500,
+    "initial_learning_rate": 0.001,
+    "image_size": "",               # "" = the dataset's most common resolution
+    "fpn_type": "nasfpn",
+    "aug_scale_min": 0.8,
+    "aug_scale_max": 1.2,
+}
+BACKBONES = {
+    "resnet-50": {"type": "resnet", "resnet": {"model_id": 50}},
+    "resnet-18": {"type": "resnet", "resnet": {"model_id": 18}},
+    "mobilenet": {"type": "mobilenet", "mobilenet": {"model_id": "MobileNetV2"}},
+}
+EVAL_BATCH_SIZE = 8
+MAX_LEVEL = 7       # the coarsest feature level: input sides are padded to multiples of 2**MAX_LEVEL
+KEEP_CHECKPOINTS = 3
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def image_size(text, fallback):
+    """``[height, width]`` from "h,w" (or ``fallback``), each rounded up to a multiple of 2**MAX_LEVEL."""
+    if text:
+        parts = str(text).split(",")
+        if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+            raise ConfigError('--image-size must be "height,width" of positive integers, got %r' % text)
+        size = [int(p) for p in parts]
+    else:
+        size = list(fallback)
+    step = 2 ** MAX_LEVEL
+    return [-(-side // step) * step for side in size]
+
+
+def overrides(dataset, hp, backbone, size, init_checkpoint=None, eval_split="eval", eval_images=None):
+    """The ``params.override`` dict for the ``retinanet_resnetfpn_coco`` preset.
+
+    The preset's own defaults that cannot work offline are replaced: its gs:// backbone checkpoint
+    (``init_checkpoint`` is the user's, or none), its COCO annotation file (ground truth comes from
+    the records) and bfloat16 (float32 runs everywhere; a GPU user may override). BatchNorm moving
+    statistics use momentum 0.9 so that an evaluation after few steps is not thrown off.
+    """
+    if backbone not in BACKBONES:
+        raise ConfigError("--backbone must be one of %s, got %s" % (", ".join(BACKBONES), backbone))
+    if hp["fpn_type"] not in ("fpn", "nasfpn"):
+        raise ConfigError("--fpn-type must be fpn or nasfpn, got %s" % hp["fpn_type"])
+    for name in ("train_batch_size", "max_steps", "train_steps_per_eval"):
+        if int(hp[name]) <= 0:
+            raise ConfigError("--%s must be positive, got %s" % (name.replace("_", "-"), hp[name]))
+    available = dataset.images.get(eval_split, 0) if eval_images is None else eval_images
+    requested = int(hp["num_eval_images"])
+    if requested < 0 or requested > available:
+        raise ConfigError("--num-eval-images %d: the %s split holds %d images (0 = all)"
+                          % (requested, eval_split, available))
+    eval_count = requested or available
+    eval_batch = max(1, min(EVAL_BATCH_SIZE, eval_count))
+    interval = min(int(hp["train_steps_per_eval"]), int(hp["max_steps"]))
+    return {
+        "runtime": {"mixed_precision_dtype": "float32"},
+        "task": {
+            "init_checkpoint": init_checkpoint or None,
+            "init_checkpoint_modules": "backbone",
+            "annotation_file": None,
+            "per_category_metrics": True,
+            "model": {
+                "num_classes": dataset.num_classes + 1,     # Model Garden counts the background (0)
+                "input_size": [size[0], size[1], 3],
+                "min_level": 3, "max_level": MAX_LEVEL,
+                "backbone": BACKBONES[backbone],
+                "decoder": {"type": hp["fpn_type"]},
+                "norm_activation": {"norm_momentum": 0.9, "use_sync_bn": False},
+            },
+            "train_data": {
+                "input_path": dataset.pattern("train"), "global_batch_size": int(hp["train_batch_size"]),
+                "dtype": "float32", "is_training": True,
+                "parser": {"aug_scale_min": float(hp["aug_scale_min"]), "aug_scale_max": float(hp["aug_scale_max"]),
+                           "aug_rand_hflip": True},
+            },
+            "validation_data": {
+                "input_path": dataset.pattern(eval_split), "global_batch_size": eval_batch,
+                "dtype": "float32", "is_training": False, "drop_remainder": False,
+            },
+        },
+        "trainer": {
+            "train_steps": int(hp["max_steps"]),
+            "validation_steps": math.ceil(eval_count / eval_batch),
+            "validation_interval": interval,
+            "checkpoint_interval": interval,
+            "steps_per_loop": min(100, interval),
+            "summary_interval": min(100, interval),
+            "max_to_keep": KEEP_CHECKPOINTS,
+            "optimizer_config": {
+                "learning_rate": {"type": "stepwise", "stepwise": {
+                    "boundaries": [int(hp["max_steps"] * 0.75), int(hp["max_steps"] * 0.9)],
+                    "values": [float(hp["initial_learning_rate"]), float(hp["initial_learning_rate"]) / 10,
+                               float(hp["initial_learning_rate"]) / 100]}},
+                "warmup": {"type": "linear", "linear": {
+                    "warmup_steps": int(hp["warmup_steps"]),
+                    "warmup_learning_rate": float(hp["warmup_learning_rate"])}},
+            },
+        },
+    }
+
+
+def parse_override(text):
+    """A ``--params-override``: YAML or JSON text, or the path of such a file."""
+    import tensorflow as tf
+    if text.endswith((".yaml", ".yml", ".json")) and tf.io.gfile.exists(text):
+        with tf.io.gfile.GFile(text) as f:
+            text = f.read()
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError("--params-override is not YAML/JSON: %s" % str(error).splitlines()[0])
+    if not isinstance(value, dict):
+        raise ConfigError("--params-override must be a mapping, e.g. 'task.model.head.num_filters: 64' "
+                          "as {task: {model: {head: {num_filters: 64}}}}")
+    return value
+
+
+def experiment(override_dicts):
+    """The locked ExperimentConfig: the preset, then each override in order."""
+    from official.core import exp_factory
+    from official.vision import registry_imports  # noqa: F401  (registers the experiments)
+    params = exp_factory.get_exp_config("retinanet_resnetfpn_coco")
+    for value in override_dicts:
+        try:
+            params.override(value, is_strict=True)
+        except (KeyError, ValueError, AttributeError) as error:
+            raise ConfigError("a parameter override does not fit Model Garden's config: %s" % error)
+    params.validate()
+    params.lock()
+    return params
