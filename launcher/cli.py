@@ -9,7 +9,7 @@ from launcher import aiplatform, cloudlogging, jobspec, storage, usim, vertex
 from launcher.errors import LauncherError
 
 DEPRECATION = ("Note: Google shut down legacy AI Platform Training (the ml v1 API) on 2025-01-31; "
-               "its successor is Vertex AI custom jobs. Use --api-endpoint or "
+               "train on its successor with --backend vertex. Use --api-endpoint or "
                "CLOUDSDK_API_ENDPOINT_OVERRIDES_ML for an endpoint that still serves ml v1.")
 
 
@@ -29,15 +29,15 @@ class Group(click.Group):
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 def main():
-    """Move a Unity Simulation run into your bucket, then train the built-in object detector on
-    AI Platform and follow the job (seed 003, phases 1 and 3).
+    """Move a Unity Simulation run into your bucket, then train the object detector on Vertex AI
+    (or the seed's built-in algorithm on AI Platform) and follow the job (seed 003, phases 1 and 3).
 
     \b
     The flow:
       python -m launcher transfer --run-definition-id D --run-execution-id E --bucket B --wait
       python main.py --source gs://B/projects/.../urn:run_executions:E --eval-pct 20 --runner DataflowRunner ...
-      python -m launcher train --project P --dataset gs://.../output --job-dir gs://.../model
-      python -m launcher logs JOB --follow
+      python -m launcher train --backend vertex --project P --region R --dataset gs://.../output --job-dir gs://.../model
+      python -m launcher logs JOB --backend vertex --project P --region R --follow
     """
 
 
