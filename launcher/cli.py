@@ -1,5 +1,6 @@
-"""``python -m launcher``: Unity Simulation transfers and AI Platform training jobs, start to finish."""
+"""``python -m launcher``: Unity Simulation transfers, training jobs (Vertex AI and AI Platform) and the end-to-end pipeline."""
 import json
+import os
 import sys
 import time
 
@@ -404,3 +405,242 @@ def list_jobs(project, backend, region, limit, api_endpoint):
     jobs = _Backend(backend, project, region, api_endpoint)
     for job in jobs.jobs.list(limit):
         click.echo("%-40s %-10s %s" % (jobs.name(job), jobs.state(job), job.get("createTime", "")))
+
+
+# -- the end-to-end pipeline ---------------------------------------------------------------------
+
+@main.group()
+def pipeline():
+    """The whole chain as one Kubeflow pipeline: transfer, convert, train, evaluate, compare with
+    production, promote (seeds 000-002 and 004).
+
+    \b
+      python -m launcher pipeline compile --output synthdet_pipeline.yaml
+      python -m launcher pipeline run --local --source RUN --work-dir runs/p1 [--real-dataset REAL_OUT]
+      python -m launcher pipeline run --project P --region R --pipeline-root gs://B/pipelines --image IMAGE \\
+          --run-definition-id D --run-execution-id E --bucket B [--schedule "0 3 1,15 * *"]
+    """
+
+
+def _pipeline_parameter_options(command):
+    from launcher import pipeline as pipeline_lib  # noqa: F401  (kfp is imported only when used)
+    options = [
+        click.option("--source", default="", help="a run or dataset folder (skips the transfer)"),
+        click.option("--run-definition-id", default="", help="with --run-execution-id and --bucket: transfer the run first"),
+        click.option("--run-execution-id", default=""),
+        click.option("--bucket", default=""),
+        click.option("--eval-pct", default=20.0, show_default=True, type=float),
+        click.option("--real-dataset", default="", help="real photos converted by real_data_loader.py (seed 002)"),
+        click.option("--production-dir", default="", help="where the production model lives (default: WORK_DIR/production)"),
+        click.option("--promote", "promote_mode", type=click.Choice(["manual", "auto"]), default="manual", show_default=True,
+                     help="manual: a report and the command that promotes; auto: promote a better candidate"),
+        click.option("--metric", default="", help="what decides, e.g. real.AP (default: real.AP with --real-dataset, else synthetic.AP)"),
+        click.option("--backbone", default="resnet-50", show_default=True),
+        click.option("--params-override", default="", help="for the trainer (YAML)"),
+        click.option("--beam-arg", "beam_args", multiple=True, help="an option for main.py / Beam, e.g. --runner=DataflowRunner (repeatable)"),
+        click.option("--accelerator", default="gpu", show_default=True, help="Vertex training machines"),
+    ]
+    for name, default in jobspec.HYPERPARAMETERS.items():
+        if name == "image_size":
+            options.append(click.option("--image-size", default="", help="default: the dataset's most common resolution"))
+        elif name == "num_eval_images":
+            options.append(click.option("--num-eval-images", default=0, show_default=True, type=int,
+                                        help="0: the seed's 200, or all the eval images if fewer"))
+        else:
+            options.append(click.option("--" + name.replace("_", "-"), name, default=default, show_default=True,
+                                        type=type(default)))
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _arguments(kw, work_dir, backend, project, region):
+    values = {key: kw[key] for key in ("source", "run_definition_id", "run_execution_id", "bucket", "eval_pct",
+                                       "real_dataset", "metric", "backbone", "params_override", "accelerator",
+                                       "image_size", "promote_mode")}
+    values.update({name: kw[name] for name in jobspec.HYPERPARAMETERS if name != "image_size"})
+    values.update(work_dir=work_dir.rstrip("/"), backend=backend, project=project or "", region=region,
+                  production_dir=(kw["production_dir"] or work_dir.rstrip("/") + "/production"),
+                  beam_args=json.dumps(list(kw["beam_args"])))
+    if not values["source"] and not (values["run_execution_id"] and values["bucket"]):
+        raise LauncherError("pass --source, or --run-definition-id, --run-execution-id and --bucket", exit_code=2)
+    return values
+
+
+@pipeline.command("compile")
+@click.option("--output", default="synthdet_pipeline.yaml", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--image", default="synthdet:latest", show_default=True, help="the project's image the components run in")
+def compile_pipeline(output, image):
+    """Write the KFP v2 pipeline spec (YAML), to upload to any Kubeflow Pipelines or Vertex AI Pipelines."""
+    from launcher import pipeline as pipeline_lib
+    pipeline_lib.compile_to(output, image)
+    click.echo("pipeline spec: %s (steps: %s; image %s)" % (output, ", ".join(pipeline_lib.STEPS), image))
+
+
+@pipeline.command("run")
+@click.option("--local", is_flag=True, help="run on this machine with KFP's local runner (no cloud account)")
+@click.option("--work-dir", help="where the conversion, the candidate and the report go (default with Vertex: PIPELINE_ROOT/work)")
+@click.option("--project", envvar="GOOGLE_CLOUD_PROJECT", help="Vertex AI: the project")
+@click.option("--region", default="us-central1", show_default=True)
+@click.option("--pipeline-root", help="Vertex AI: gs:// folder for the runs' artifacts")
+@click.option("--image", default="synthdet:latest", show_default=True, help="the project's image (see README: Docker)")
+@click.option("--schedule", help='Vertex AI: create a schedule with this cron instead of one run, e.g. "0 3 1,15 * *"')
+@click.option("--run-id", help="Vertex AI: the pipeline run's id (default: Vertex assigns one)")
+@click.option("--dry-run", is_flag=True, help="print the request; send nothing")
+@_pipeline_parameter_options
+@_endpoint_option
+def run_pipeline(local, work_dir, project, region, pipeline_root, image, schedule, run_id, dry_run, api_endpoint, **kw):
+    """Run the pipeline: locally, or on Vertex AI Pipelines (once, or on a schedule)."""
+    from launcher import pipeline as pipeline_lib
+    from launcher import pipelines_api
+    if local:
+        if not work_dir:
+            raise LauncherError("--local needs --work-dir", exit_code=2)
+        arguments = _arguments(kw, os.path.abspath(work_dir), "local", project, region)
+        if kw["real_dataset"] and "://" not in kw["real_dataset"]:
+            arguments["real_dataset"] = os.path.abspath(kw["real_dataset"])
+        if arguments["source"] and "://" not in arguments["source"]:
+            arguments["source"] = os.path.abspath(arguments["source"])
+        if not kw["production_dir"]:
+            arguments["production_dir"] = os.path.join(arguments["work_dir"], "production")
+        elif "://" not in kw["production_dir"]:
+            arguments["production_dir"] = os.path.abspath(kw["production_dir"])
+        pipeline_lib.run_locally(os.path.join(arguments["work_dir"], "pipeline_root"), arguments, image)
+        report = json.loads(open(os.path.join(arguments["work_dir"], "promotion.json")).read())
+        click.echo(_promotion_line(report))
+        return
+    if not (project and pipeline_root and pipeline_root.startswith("gs://")):
+        raise LauncherError("on Vertex AI pass --project and a gs:// --pipeline-root (or --local)", exit_code=2)
+    arguments = _arguments(kw, work_dir or pipeline_root.rstrip("/") + "/work", "vertex", project, region)
+    import tempfile
+    with tempfile.TemporaryDirectory() as scratch:
+        spec = pipelines_api.load_spec(pipeline_lib.compile_to(os.path.join(scratch, "p.yaml"), image))
+    name = run_id or time.strftime("synthdet-%Y%m%d-%H%M%S")
+    job = pipelines_api.job_body(spec, name, pipeline_root, arguments)
+    if schedule:
+        body = pipelines_api.schedule_body(job, name, schedule)
+        what = "POST projects/%s/locations/%s/schedules" % (project, region)
+    else:
+        body = job
+        what = "POST projects/%s/locations/%s/pipelineJobs" % (project, region)
+    if dry_run:
+        click.echo("%s (not sent):" % what)
+        click.echo(json.dumps(body, indent=2))
+        return
+    api = pipelines_api.Pipelines(project, region, api_endpoint)
+    if schedule:
+        created = api.create_schedule(body)
+        click.echo("schedule %s: %s (%s)" % (created.get("name"), schedule, created.get("state", "ACTIVE")))
+        return
+    created = api.create(body, run_id)
+    click.echo("pipeline run %s: %s" % (created.get("name"), pipelines_api.state_word(created)))
+    click.echo("follow it with: python -m launcher pipeline wait %s --project %s --region %s"
+               % (created.get("name", "").rsplit("/", 1)[-1], project, region))
+
+
+def _promotion_line(report):
+    if report["promoted"]:
+        return "promoted the candidate to %s (%s)" % (report["production_dir"], report["reason"])
+    verdict = "better" if report["better"] else "not better"
+    return "the candidate is %s (%s); to promote it: %s" % (verdict, report["reason"], report["promote_command"])
+
+
+def _vertex_pipeline_options(command):
+    command = _endpoint_option(command)
+    command = click.option("--region", default="us-central1", show_default=True)(command)
+    command = _project_option(command)
+    return command
+
+
+@pipeline.command("status")
+@click.argument("run")
+@_vertex_pipeline_options
+def pipeline_status(run, project, region, api_endpoint):
+    """Show a Vertex AI pipeline run (its id or full name)."""
+    from launcher import pipelines_api
+    job = pipelines_api.Pipelines(project, region, api_endpoint).get(run)
+    click.echo(_describe_run(job))
+
+
+def _describe_run(job):
+    from launcher import pipelines_api
+    lines = ["pipeline run %s: %s" % (job.get("name", "").rsplit("/", 1)[-1], pipelines_api.state_word(job))]
+    for key in ("createTime", "startTime", "endTime"):
+        if job.get(key):
+            lines.append("  %s: %s" % (key, job[key]))
+    if (job.get("error") or {}).get("message"):
+        lines.append("  error: %s" % job["error"]["message"])
+    return "\n".join(lines)
+
+
+@pipeline.command("wait")
+@click.argument("run")
+@_vertex_pipeline_options
+@click.option("--interval", default=60.0, show_default=True, type=float)
+def pipeline_wait(run, project, region, api_endpoint, interval):
+    """Poll a pipeline run until it ends; exit 0 only if it SUCCEEDED."""
+    from launcher import pipelines_api
+    api, last = pipelines_api.Pipelines(project, region, api_endpoint), None
+    while True:
+        job = api.get(run)
+        state = pipelines_api.state_word(job)
+        if state != last:
+            click.echo("pipeline run %s: %s" % (run, state), err=True)
+            last = state
+        if state in aiplatform.TERMINAL:
+            break
+        time.sleep(interval)
+    click.echo(_describe_run(job))
+    if state != "SUCCEEDED":
+        raise LauncherError("pipeline run %s ended %s" % (run, state))
+
+
+@pipeline.command("cancel")
+@click.argument("run")
+@_vertex_pipeline_options
+def pipeline_cancel(run, project, region, api_endpoint):
+    """Cancel a pipeline run."""
+    from launcher import pipelines_api
+    pipelines_api.Pipelines(project, region, api_endpoint).cancel(run)
+    click.echo("cancel requested for pipeline run %s" % run)
+
+
+@pipeline.command("list")
+@_vertex_pipeline_options
+@click.option("--limit", default=20, show_default=True, type=int)
+def pipeline_list(project, region, api_endpoint, limit):
+    """List recent pipeline runs."""
+    from launcher import pipelines_api
+    for job in pipelines_api.Pipelines(project, region, api_endpoint).list(limit):
+        click.echo("%-40s %-10s %s" % (job.get("name", "").rsplit("/", 1)[-1], pipelines_api.state_word(job),
+                                       job.get("createTime", "")))
+
+
+@pipeline.command("schedules")
+@_vertex_pipeline_options
+@click.option("--pause", metavar="ID", help="pause this schedule")
+@click.option("--delete", metavar="ID", help="delete this schedule")
+def pipeline_schedules(project, region, api_endpoint, pause, delete):
+    """List the pipeline's schedules; or pause or delete one."""
+    from launcher import pipelines_api
+    api = pipelines_api.Pipelines(project, region, api_endpoint)
+    if pause:
+        api.pause_schedule(pause)
+        click.echo("paused schedule %s" % pause)
+    elif delete:
+        api.delete_schedule(delete)
+        click.echo("deleted schedule %s" % delete)
+    else:
+        for item in api.list_schedules():
+            click.echo("%-40s %-8s %-16s next %s" % (item.get("name", "").rsplit("/", 1)[-1], item.get("state"),
+                                                    item.get("cron"), item.get("nextRunTime", "-")))
+
+
+@pipeline.command("promote")
+@click.option("--candidate", required=True, help="the candidate model dir (a pipeline's WORK_DIR/candidate)")
+@click.option("--production", required=True, help="the production folder")
+def pipeline_promote(candidate, production):
+    """Promote a candidate by hand (the command a manual pipeline's report names)."""
+    from launcher import steps
+    model = steps.install(candidate, production)
+    click.echo("promoted %s to %s (the previous model is in %s/previous)" % (candidate, model, production.rstrip("/")))

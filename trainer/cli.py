@@ -53,6 +53,8 @@ def _hyperparameter_options(command):
     for name, default in reversed(list(config.HYPERPARAMETERS.items())):
         help_text = "the seed's %s (default: %s)" % (name, default if default != "" else
                                                       "the dataset's most common resolution, as height,width")
+        if name == "num_eval_images":
+            help_text += "; 0 or no value: 200, or all the eval images if fewer"
         if name == "fpn_type":
             option = click.option("--fpn-type", name, type=click.Choice(["fpn", "nasfpn"]), default=default,
                                    show_default=True, help="the decoder")
