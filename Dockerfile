@@ -1,6 +1,8 @@
 # A stable environment for the converter and the launcher (seed 003, phase 2).
 #   docker build . -t tfdataflow
 #   docker run --rm -it -v ~/.config/gcloud:/root/.config/gcloud tfdataflow
+# With the trainer and the pipeline SDK, the image the pipeline's components run in:
+#   docker build . --build-arg EXTRAS="[train,pipeline]" -t REGION-docker.pkg.dev/PROJECT/REPO/synthdet:TAG
 # Credentials come from the mounted gcloud folder at run time; none are baked into the image.
 FROM python:3.11-slim
 
@@ -26,7 +28,12 @@ WORKDIR /app
 COPY setup.py README.md main.py real_data_loader.py dataflow-run.sh ./
 COPY tfproc ./tfproc
 COPY launcher ./launcher
-RUN pip install . && chmod +x dataflow-run.sh
+COPY trainer ./trainer
+# EXTRAS: "" (converter and launcher), "[train]" (+ TensorFlow and TF Model Garden), "[train,pipeline]"
+ARG EXTRAS=""
+# hadolint ignore=DL3013
+RUN pip install ".${EXTRAS}" && chmod +x dataflow-run.sh
 
-# main.py, dataflow-run.sh and `python -m launcher` run from /app; the console scripts are on PATH.
+# main.py, dataflow-run.sh, `python -m launcher` and `python -m trainer` run from /app; the console
+# scripts are on PATH.
 CMD ["bash"]

@@ -11,8 +11,8 @@ TRAIN = _requirements["REQUIRES"]
 setuptools.setup(
     name="synthdet-tfproc",
     version="0.1.0",
-    description="Unity Simulation / Perception datasets to TFRecords with Apache Beam, "
-                "and the AI Platform training launcher",
+    description="Unity Simulation / Perception datasets to TFRecords with Apache Beam, the RetinaNet "
+                "trainer, and the launcher for Vertex AI (and AI Platform) and Kubeflow pipelines",
     packages=setuptools.find_packages(include=["tfproc", "tfproc.*", "launcher", "launcher.*", "trainer", "trainer.*"]),
     python_requires=">=3.9",
     # What the workers need to convert: no TensorFlow (records are encoded by tfproc.records).
@@ -32,8 +32,11 @@ setuptools.setup(
         "tf": ["tensorflow-cpu>=2.13"],
         # The trainer: TF Model Garden's RetinaNet (trainer/requirements.py).
         "train": TRAIN,
-        # The tests read records back with TensorFlow and train the detector for a few steps.
-        "test": TRAIN + ["pytest>=7", "gcp-storage-emulator>=2024.8"],
+        # The end-to-end pipeline (Kubeflow Pipelines v2 SDK, also its local runner).
+        "pipeline": ["kfp>=2.7,<3"],
+        # The tests read records back with TensorFlow, train the detector for a few steps and run
+        # the pipeline locally.
+        "test": TRAIN + ["kfp>=2.7,<3", "pytest>=7", "gcp-storage-emulator>=2024.8"],
     },
     entry_points={
         "console_scripts": [
