@@ -7,23 +7,13 @@ import shlex
 import yaml
 
 from launcher.errors import UsageError
+from trainer import config as trainer_config
 
 IMAGE = "gcr.io/cloud-ml-algos/image_object_detection:latest"
 
-# The seed's example values: the defaults, each settable by a flag of the same name.
-HYPERPARAMETERS = {
-    "train_batch_size": 16,
-    "num_eval_images": 200,
-    "train_steps_per_eval": 2000,
-    "max_steps": 75000,
-    "warmup_learning_rate": 0.01,
-    "warmup_steps": 500,
-    "initial_learning_rate": 0.001,
-    "image_size": "960,1280",
-    "fpn_type": "nasfpn",
-    "aug_scale_min": 0.8,
-    "aug_scale_max": 1.2,
-}
+# The seed's example values: the defaults, each settable by a flag of the same name; the same as
+# the trainer's, but for image_size, which the built-in algorithm needs spelled out.
+HYPERPARAMETERS = dict(trainer_config.HYPERPARAMETERS, image_size="960,1280")
 
 MACHINES = {
     # the seed's config.yaml: a P100 master and one Cloud TPU worker with 8 TPU_V2 cores
