@@ -57,7 +57,6 @@ def floor(out):
 
 
 def input_pipeline(out, batches):
-    import tensorflow as tf
     from official.core import task_factory
     from trainer import config, dataset
     data = dataset.load(out)

@@ -423,7 +423,6 @@ def pipeline():
 
 
 def _pipeline_parameter_options(command):
-    from launcher import pipeline as pipeline_lib  # noqa: F401  (kfp is imported only when used)
     options = [
         click.option("--source", default="", help="a run or dataset folder (skips the transfer)"),
         click.option("--run-definition-id", default="", help="with --run-execution-id and --bucket: transfer the run first"),

@@ -7,7 +7,6 @@ import random
 import pytest
 import yaml
 
-from conftest import convert
 from tfproc import sample
 from test_launcher import PROJECT, run  # noqa: F401
 
