@@ -496,14 +496,9 @@ def run_pipeline(local, work_dir, project, region, pipeline_root, image, schedul
         if not work_dir:
             raise LauncherError("--local needs --work-dir", exit_code=2)
         arguments = _arguments(kw, os.path.abspath(work_dir), "local", project, region)
-        if kw["real_dataset"] and "://" not in kw["real_dataset"]:
-            arguments["real_dataset"] = os.path.abspath(kw["real_dataset"])
-        if arguments["source"] and "://" not in arguments["source"]:
-            arguments["source"] = os.path.abspath(arguments["source"])
-        if not kw["production_dir"]:
-            arguments["production_dir"] = os.path.join(arguments["work_dir"], "production")
-        elif "://" not in kw["production_dir"]:
-            arguments["production_dir"] = os.path.abspath(kw["production_dir"])
+        for name in ("source", "real_dataset", "production_dir"):   # the steps run in other folders
+            if arguments[name] and "://" not in arguments[name]:
+                arguments[name] = os.path.abspath(arguments[name])
         pipeline_lib.run_locally(os.path.join(arguments["work_dir"], "pipeline_root"), arguments, image)
         report = json.loads(open(os.path.join(arguments["work_dir"], "promotion.json")).read())
         click.echo(_promotion_line(report))

@@ -48,16 +48,16 @@ def train(dataset, model_dir, options=()):
 
 
 def _trainer(args):
+    import click
+
     from trainer.cli import main
     try:
         main.main(args=[str(a) for a in args], standalone_mode=False)
     except SystemExit as exit_:
         if exit_.code:
             raise StepFailed("python -m trainer %s failed (exit %s)" % (args[0], exit_.code))
-    except Exception as error:
-        if type(error).__name__ in ("UserError", "ClickException", "UsageError"):
-            raise StepFailed("python -m trainer %s: %s" % (args[0], error))
-        raise
+    except click.ClickException as error:
+        raise StepFailed("python -m trainer %s: %s" % (args[0], error.format_message()))
 
 
 def evaluate(model_dir, dataset, name, split="eval"):

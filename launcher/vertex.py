@@ -8,7 +8,6 @@ import os
 import re
 import shlex
 import tarfile
-import time
 
 import yaml
 
@@ -226,17 +225,3 @@ def _gzip_stable(data):
 
 def package_uri(job_dir, file_name):
     return "%s/packages/%s" % (job_dir.rstrip("/"), file_name)
-
-
-def wait_states(jobs, job, interval, on_change):
-    """Poll until the job ends; returns the last job seen."""
-    last = None
-    while True:
-        current = jobs.get(job)
-        word = state_word(current)
-        if word != last:
-            on_change(current, word)
-            last = word
-        if word in TERMINAL:
-            return current
-        time.sleep(interval)

@@ -1,13 +1,11 @@
 """From one dataset to references of its frames: what each shard writer needs, without pixels."""
-import collections
-import concurrent.futures
 import dataclasses
 import json
 import logging
 import os
 import posixpath
 
-from tfproc import annotations, fsutil, labels, layout, report
+from tfproc import annotations, bounded, fsutil, labels, layout, report
 
 _READERS = 16   # annotation files read at once; SOLO has one small file per frame
 
@@ -122,11 +120,8 @@ def _load_json(read, path):
 
 
 def _load_all(read, dataset, files, loaded_files):
-    """Yield ``(relative path, parsed JSON or the exception)`` for each annotation file, in order.
-
-    Files are read by a few threads, at most ``_READERS`` ahead of the parser, so memory stays
-    bounded however slow the parsing or fast the disk.
-    """
+    """Yield ``(relative path, parsed JSON or the exception)`` for each annotation file, in order,
+    read by a few threads at most ``2 * _READERS`` ahead of the parser."""
     def load(rel):
         if rel in loaded_files:
             return loaded_files.pop(rel)
@@ -135,20 +130,7 @@ def _load_all(read, dataset, files, loaded_files):
         except (OSError, ValueError) as error:
             return error
 
-    if len(files) <= 1:
-        for rel in files:
-            yield rel, load(rel)
-        return
-    with concurrent.futures.ThreadPoolExecutor(_READERS) as pool:
-        pending = collections.deque()
-        for rel in files:
-            pending.append((rel, pool.submit(load, rel)))
-            if len(pending) >= 2 * _READERS:
-                rel_done, future = pending.popleft()
-                yield rel_done, future.result()
-        while pending:
-            rel_done, future = pending.popleft()
-            yield rel_done, future.result()
+    return bounded.ordered_map(load, files, _READERS, 2 * _READERS)
 
 
 def _reason(error):

@@ -1,13 +1,11 @@
 """Writing one shard: read each frame's image, build its tf.train.Example, stream it to the file."""
-import collections
-import concurrent.futures
 import hashlib
 import logging
 import queue
 import threading
 
 from tfproc import boxes as boxes_lib
-from tfproc import fsutil, imageheader, records, report, split
+from tfproc import bounded, fsutil, imageheader, records, report, split
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +58,7 @@ def write_shard(split_name, refs, label_map, out, read=fsutil.read_bytes):
 
 
 def _write_frames(ordered, read, write, written, counts, label_map):
-    for ref, loaded in _prefetched(ordered, read):
+    for ref, loaded in bounded.ordered_map(lambda r: _load(r, read), ordered, _PREFETCH, _PREFETCH):
         if isinstance(loaded, OSError):
             _skip(written, ref.key, "unreadable image", str(loaded))
             continue
@@ -132,20 +130,6 @@ def _load(ref, read):
         return data, hashlib.sha256(data).hexdigest(), imageheader.read_header(data)
     except (OSError, imageheader.BadImage) as error:
         return error
-
-
-def _prefetched(refs, read):
-    """``(ref, _load(ref))`` in order, at most _PREFETCH loads ahead."""
-    with concurrent.futures.ThreadPoolExecutor(_PREFETCH) as pool:
-        pending = collections.deque()
-        for ref in refs:
-            pending.append((ref, pool.submit(_load, ref, read)))
-            if len(pending) > _PREFETCH:
-                done, future = pending.popleft()
-                yield done, future.result()
-        while pending:
-            done, future = pending.popleft()
-            yield done, future.result()
 
 
 def _skip(written, name, reason, detail):

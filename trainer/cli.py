@@ -177,9 +177,7 @@ def evaluate(dataset, model_dir, split, num_eval_images, output):
         "task": {"validation_data": {"input_path": data.pattern(split), "global_batch_size": batch,
                                      "drop_remainder": False}, "init_checkpoint": None},
         "trainer": {"validation_steps": -(-count // batch)}}])
-    import tensorflow as tf
     out_dir = (output or os.path.join(model_dir, "eval_" + os.path.basename(data.path.rstrip("/")))).rstrip("/")
-    tf.io.gfile.makedirs(out_dir)
     logs = engine.evaluate_checkpoint(params, model_dir)
     step = engine.step_of(checkpoint)
     metrics = dict(engine.plain_metrics(logs, data.names), step=step, dataset=data.path, split=split,
@@ -190,8 +188,9 @@ def evaluate(dataset, model_dir, split, num_eval_images, output):
 
 
 def table(metrics):
+    from trainer import engine
     lines = ["%-10s %8s" % ("metric", "value")]
-    for key in engine_keys():
+    for key in engine.COCO_KEYS:
         if key in metrics:
             lines.append("%-10s %8.4f" % (key, metrics[key]))
     per_class = metrics.get("per_class_AP") or {}
@@ -201,11 +200,6 @@ def table(metrics):
         for name in sorted(per_class):
             lines.append("%-30s %8.4f" % (name, per_class[name]))
     return "\n".join(lines)
-
-
-def engine_keys():
-    from trainer import engine
-    return engine.COCO_KEYS
 
 
 @main.command()
