@@ -6,11 +6,11 @@ import time
 
 import click
 
-from launcher import aiplatform, cloudlogging, jobspec, storage, usim, vertex
+from launcher import cloudlogging, jobspec, training, usim
 from launcher.errors import LauncherError
 
 DEPRECATION = ("Note: Google shut down legacy AI Platform Training (the ml v1 API) on 2025-01-31; "
-               "train on its successor with --backend vertex. Use --api-endpoint or "
+               "train on its successor, Vertex AI (--backend vertex, the default). Use --api-endpoint or "
                "CLOUDSDK_API_ENDPOINT_OVERRIDES_ML for an endpoint that still serves ml v1.")
 
 
@@ -100,7 +100,7 @@ def transfer_status(transfer_id, api_url, token, project_id):
     click.echo(json.dumps(transfer, indent=2, sort_keys=True))
 
 
-# -- AI Platform training ---------------------------------------------------------------------
+# -- training jobs ------------------------------------------------------------------------------
 
 def _project_option(command):
     return click.option("--project", envvar="GOOGLE_CLOUD_PROJECT", required=True,
@@ -108,15 +108,32 @@ def _project_option(command):
 
 
 def _endpoint_option(command):
-    return click.option("--api-endpoint",
-                        help="ml API endpoint (default: CLOUDSDK_API_ENDPOINT_OVERRIDES_ML or Google's)")(command)
+    return click.option("--api-endpoint", help="the jobs API's endpoint (default: CLOUDSDK_API_ENDPOINT_OVERRIDES_"
+                                               "AIPLATFORM or _ML, else Google's)")(command)
+
+
+def _backend_options(command):
+    command = click.option("--region", default="us-central1", show_default=True, help="the jobs' region")(command)
+    command = click.option("--backend", type=click.Choice(training.BACKENDS), default="vertex", show_default=True,
+                           help="vertex: Vertex AI custom jobs; ml: AI Platform Training (ml v1, shut down by "
+                                "Google on 2025-01-31)")(command)
+    return command
 
 
 def _hyperparameter_options(command):
     for name, default in reversed(list(jobspec.HYPERPARAMETERS.items())):
-        command = click.option("--" + name.replace("_", "-"), name, default=default, show_default=True,
-                               type=type(default), help="algorithm argument --%s" % name)(command)
+        help_text = "the seed's --%s (default: %s)" % (name, default)
+        if name == "image_size":
+            help_text = "height,width (default: vertex: the dataset's most common resolution; ml: %s)" % default
+        elif name == "num_eval_images":
+            help_text = "default: 200, or all the validation images if fewer"
+        command = click.option("--" + name.replace("_", "-"), name, default=None, type=type(default),
+                               help=help_text)(command)
     return command
+
+
+def _backend(backend, project, region, api_endpoint, logging_endpoint=None):
+    return training.backend(backend, project, region, api_endpoint, logging_endpoint)
 
 
 @main.command()
@@ -124,200 +141,82 @@ def _hyperparameter_options(command):
 @click.option("--dataset", help="a conversion output folder (gs://.../output): data patterns, "
                                 "num_classes and validation images come from its summary.json")
 @click.option("--job-dir", required=True, help="gs:// folder for the model and checkpoints")
-@click.option("--region", default="us-central1", show_default=True)
-@click.option("--job-id", help="default: synthdet_<yyyymmdd_HHMMSS>")
-@click.option("--backend", type=click.Choice(["ml", "vertex"]), default="ml", show_default=True,
-              help="vertex: Vertex AI custom job running this project's trainer (live); ml: the seed's "
-                   "AI Platform built-in algorithm (ml v1, shut down by Google on 2025-01-31)")
+@click.option("--job-id", help="the job's name; a retry with the same id never starts a second job "
+                               "(default: synthdet_<yyyymmdd_HHMMSS>)")
+@_backend_options
+@click.option("--image", envvar="SYNTHDET_IMAGE", help="vertex: the project's image that runs the trainer, "
+                                                       "built by cloudbuild.yaml (default: SYNTHDET_IMAGE)")
 @click.option("--accelerator", type=click.Choice(["gpu", "a100", "tpu"]),
-              help="ml: tpu (default; the seed's P100 master and one cloud_tpu worker with 8 TPU_V2) or gpu "
-                   "(one P100). vertex: gpu (default; one L4 on g2-standard-8), a100, or tpu (TPU v3-8)")
+              help="vertex: gpu (default; NVIDIA L4 on g2-standard machines) or a100 (a2-highgpu); tpu is "
+                   "refused (the image has no TPU runtime). ml: tpu (default; the seed's P100 master and one "
+                   "cloud_tpu worker) or gpu (one P100)")
+@click.option("--gpus", type=click.Choice(["1", "2", "4", "8"]), default="1", show_default=True,
+              help="vertex: GPUs on the machine; more than one trains with the mirrored strategy")
+@click.option("--replicas", type=click.IntRange(min=1), default=1, show_default=True,
+              help="vertex: machines; more than one trains with multi_worker_mirrored")
 @click.option("--worker-pool-spec-file", type=click.Path(dir_okay=False),
               help="vertex: your own workerPoolSpecs as JSON/YAML (replaces --accelerator)")
-@click.option("--executor-image", default=None,
-              help="vertex: the prebuilt training image that runs the trainer (default: %s)" % vertex.EXECUTOR_IMAGE)
 @click.option("--backbone", type=click.Choice(["resnet-50", "resnet-18", "mobilenet"]), default="resnet-50",
               show_default=True, help="vertex: the trainer's backbone")
+@click.option("--params-override", "params_overrides", multiple=True, metavar="YAML|JSON|FILE",
+              help="vertex: Model Garden settings for the trainer, checked before sending (repeatable)")
+@click.option("--service-account", help="vertex: the account the job runs as")
+@click.option("--network", help="vertex: a peered VPC network, projects/NUMBER/global/networks/NAME")
+@click.option("--timeout", help="vertex: stop the job after this long, e.g. 3h, 90m (Vertex's default: 7 days)")
+@click.option("--labels", "labels", multiple=True, metavar="KEY=VALUE", help="vertex or ml: job labels (repeatable)")
+@click.option("--tensorboard", help="vertex: a Vertex TensorBoard, projects/P/locations/R/tensorboards/ID "
+                                    "(needs --service-account)")
+@click.option("--enable-web-access", is_flag=True, help="vertex: an interactive shell into the running job")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
-              help="a gcloud config.yaml with trainingInput (replaces --accelerator)")
-@click.option("--training-data", help="training TFRecord pattern (overrides --dataset)")
-@click.option("--validation-data", help="validation TFRecord pattern (overrides --dataset)")
+              help="ml: a gcloud config.yaml with trainingInput (replaces --accelerator)")
+@click.option("--training-data", help="ml: training TFRecord pattern (overrides --dataset)")
+@click.option("--validation-data", help="ml: validation TFRecord pattern (overrides --dataset)")
 @click.option("--num-classes", type=int, help="overrides the dataset's num_classes")
 @_hyperparameter_options
 @click.option("--arg", "extra_args", multiple=True, metavar="NAME=VALUE",
-              help="any other algorithm argument, e.g. --arg learning_rate_decay_type=cosine (repeatable)")
+              help="ml: any other algorithm argument, e.g. --arg learning_rate_decay_type=cosine (repeatable)")
 @click.option("--resume", is_flag=True, help="allow a job dir that holds files: the job resumes from its checkpoints")
 @click.option("--dry-run", is_flag=True, help="print the request and the gcloud command; send nothing")
 @_endpoint_option
-@click.pass_context
-def train(ctx, project, dataset, job_dir, region, job_id, backend, accelerator, worker_pool_spec_file,
-          executor_image, backbone, config_path, training_data, validation_data, num_classes, extra_args,
-          resume, dry_run, api_endpoint, **hyperparameters):
-    """Submit a training job: on Vertex AI (--backend vertex) this project's trainer, or the seed's
-    built-in image object detection job on AI Platform (ml v1).
+def train(project, backend, region, api_endpoint, dry_run, labels, gpus, **options):
+    """Submit a training job: this project's trainer on Vertex AI (default), or the seed's built-in
+    image object detection job on AI Platform (--backend ml).
 
     Everything is checked before anything is sent: the job id, the job dir (refused if it holds
     files, unless --resume), num_classes against the label map, num_eval_images against the
-    validation images, image_size.
+    validation images, image_size, the overrides and the options.
     """
-    facts = {"training_data_path": None, "validation_data_path": None, "num_classes": None,
-             "validation_images": None, "label_ids": []}
-    if dataset:
-        summary = storage.read_text(storage.join(dataset, "summary.json"), project)
-        label_map = storage.read_text(storage.join(dataset, "label_map.pbtxt"), project, missing_ok=True)
-        facts = jobspec.dataset_facts(summary, label_map, dataset.rstrip("/"))
-    facts["training_data_path"] = training_data or facts["training_data_path"]
-    facts["validation_data_path"] = validation_data or facts["validation_data_path"]
-    facts["num_classes"] = num_classes if num_classes is not None else facts["num_classes"]
-    if facts["num_classes"] is None:
-        raise LauncherError("no num_classes: pass --dataset (a conversion output) or --num-classes", exit_code=2)
-
-    job_id = job_id or time.strftime("synthdet_%Y%m%d_%H%M%S")
-    if ctx.get_parameter_source("num_eval_images") != click.core.ParameterSource.COMMANDLINE:
-        hyperparameters["num_eval_images"] = jobspec.default_eval_images(facts)
-    args = jobspec.algorithm_args(facts, hyperparameters, extra_args)
-    jobspec.check(job_id, job_dir, args, facts)
+    options["job_id"] = options["job_id"] or time.strftime("synthdet_%Y%m%d_%H%M%S")
+    hyperparameters = {name: options.pop(name) for name in jobspec.HYPERPARAMETERS}
+    request = training.TrainRequest(
+        hyperparameters={k: v for k, v in hyperparameters.items() if v is not None},
+        labels=training.parse_labels(labels), gpus=int(gpus),
+        **{k: (v if v is not None else "") if k not in ("num_classes",) else v for k, v in options.items()})
+    jobs = _backend(backend, project, region, api_endpoint)
+    plan = jobs.plan(request)
+    if dry_run:
+        jobs.check_job_dir(request)
+        click.echo("%s (not sent):" % plan.endpoint)
+        click.echo(json.dumps(plan.body, indent=2))
+        click.echo("\nThe same with gcloud (%s as below):\n" % plan.config_name)
+        click.echo(plan.gcloud)
+        if plan.config_text:
+            click.echo("\n# %s\n%s" % (plan.config_name, plan.config_text))
+        return
+    if backend == "ml":
+        click.echo(DEPRECATION, err=True)
+    submission = jobs.submit(plan)
+    job = submission.job
     if backend == "vertex":
-        return _train_on_vertex(project, region, dataset, job_dir.rstrip("/"), job_id, accelerator or "gpu",
-                                worker_pool_spec_file, executor_image, backbone, facts, args, num_classes,
-                                extra_args, resume, dry_run, api_endpoint, explicit_image_size=ctx.get_parameter_source(
-                                    "image_size") == click.core.ParameterSource.COMMANDLINE)
-    if accelerator == "a100":
-        raise LauncherError("--accelerator a100 is for --backend vertex", exit_code=2)
-    if config_path:
-        with open(config_path) as f:
-            machines = jobspec.machines_from_config(f.read(), config_path)
+        click.echo("%s Vertex job %s (id %s, %s)" % ("submitted" if submission.created else
+                                                     "already submitted, not started again:", job.name, job.id, job.state))
     else:
-        machines = jobspec.MACHINES[accelerator or "tpu"]
-    body = jobspec.job_body(job_id, region, job_dir.rstrip("/"), machines, args)
-    _check_job_dir(job_dir, project, resume)
-
-    if dry_run:
-        click.echo("POST projects/%s/jobs (not sent):" % project)
-        click.echo(json.dumps(body, indent=2))
-        click.echo("\nThe same with gcloud (config.yaml as below):\n")
-        click.echo(jobspec.gcloud_command(body, config_path or "config.yaml"))
-        if not config_path:
-            click.echo("\n# config.yaml\n" + jobspec.config_yaml(body))
-        return
-
-    click.echo(DEPRECATION, err=True)
-    try:
-        job, created = aiplatform.Jobs(project, api_endpoint).create(body)
-    except LauncherError as error:
-        raise LauncherError("%s. AI Platform Training (ml v1) was shut down on 2025-01-31: train on Vertex AI "
-                            "with --backend vertex" % error, error.exit_code)
-    click.echo("%s job %s (%s)" % ("submitted" if created else "already submitted:", job_id, job.get("state", "QUEUED")))
-    click.echo("console: %s" % aiplatform.console_url(project, job_id))
-    click.echo("follow it with:\n"
-               "  python -m launcher status %s --project %s\n"
-               "  python -m launcher logs %s --project %s --follow\n"
-               "  gcloud ai-platform jobs describe %s --project %s\n"
-               "  gcloud ai-platform jobs stream-logs %s --project %s"
-               % ((job_id, project) * 4))
-
-
-def _check_job_dir(job_dir, project, resume, ignore=None):
-    existing = storage.first_file(job_dir, project, ignore=ignore)
-    if existing and not resume:
-        raise LauncherError("%s already holds files (%s): the job would resume from its checkpoints. "
-                            "Pass --resume to do that (with a larger --max-steps), or use an empty --job-dir"
-                            % (job_dir, existing), exit_code=2)
-
-
-def _train_on_vertex(project, region, dataset, job_dir, job_id, accelerator, pool_file, executor_image, backbone,
-                     facts, args, num_classes, extra_args, resume, dry_run, api_endpoint, explicit_image_size):
-    """A Vertex AI custom job that runs ``python -m trainer.task train`` with the same arguments as a
-    local ``python -m trainer train``."""
-    if not dataset:
-        raise LauncherError("--backend vertex needs --dataset (the trainer reads the conversion output)", exit_code=2)
-    if not dataset.startswith("gs://"):
-        raise LauncherError("--dataset must be on gs:// for Vertex AI to read it, got %s" % dataset, exit_code=2)
-    hyperparameters = {name: args[name] for name in jobspec.HYPERPARAMETERS}
-    if not explicit_image_size:
-        del hyperparameters["image_size"]      # the trainer takes the dataset's most common resolution
-    hyperparameters["backbone"] = backbone
-    trainer_args = vertex.trainer_args(dataset.rstrip("/"), hyperparameters, num_classes,
-                                       [item for item in extra_args])
-    pools = vertex.worker_pools_from_file(pool_file) if pool_file else None
-    file_name, package = vertex.trainer_sdist()
-    uri = vertex.package_uri(job_dir, file_name)
-    body = vertex.job_body(job_id, job_dir, vertex.MACHINES[accelerator], uri, trainer_args,
-                           executor_image or vertex.EXECUTOR_IMAGE, pools)
-    if dry_run:
-        _check_job_dir(job_dir, project, resume, ignore="packages/")
-        click.echo("POST projects/%s/locations/%s/customJobs (not sent; %s not uploaded):" % (project, region, uri))
-        click.echo(json.dumps(body, indent=2))
-        click.echo("\nThe same with gcloud (after uploading the package to %s; job.yaml as below):\n" % uri)
-        click.echo(vertex.gcloud_command(body, region, "job.yaml"))
-        click.echo("\n# job.yaml\n" + vertex.config_yaml(body))
-        return
-    jobs = vertex.CustomJobs(project, region, api_endpoint)
-    if not jobs.find(job_id):    # a retried submission finds its job first (create checks its spec)
-        _check_job_dir(job_dir, project, resume, ignore="packages/")
-        storage.write_bytes(uri, package, project)
-    job, created = jobs.create(body, job_id)
-    number = vertex.job_number(job)
-    click.echo("%s Vertex job %s (id %s, %s)" % ("submitted" if created else "already submitted, not started again:",
-                                                 job_id, number, vertex.state_word(job)))
-    click.echo("console: %s" % vertex.console_url(project, region, job))
-    click.echo("follow it with:\n"
-               "  python -m launcher status %s --backend vertex --project %s --region %s\n"
-               "  python -m launcher logs %s --backend vertex --project %s --region %s --follow\n"
-               "  gcloud ai custom-jobs describe %s --project %s --region %s"
-               % ((number, project, region) * 3))
-
-
-# -- following a job --------------------------------------------------------------------------
-
-def _backend_options(command):
-    command = click.option("--region", default="us-central1", show_default=True,
-                           help="vertex: the job's region")(command)
-    command = click.option("--backend", type=click.Choice(["ml", "vertex"]), default="ml", show_default=True,
-                           help="where the job runs: Vertex AI custom jobs, or AI Platform (ml v1)")(command)
-    return command
-
-
-class _Backend:
-    """The ml v1 and Vertex job APIs behind one shape: get, cancel, list, describe, terminal states."""
-
-    def __init__(self, backend, project, region, api_endpoint):
-        self.vertex = backend == "vertex"
-        self.project, self.region = project, region
-        self.jobs = (vertex.CustomJobs(project, region, api_endpoint) if self.vertex
-                     else aiplatform.Jobs(project, api_endpoint))
-
-    def get(self, job):
-        return self.jobs.get(job)
-
-    def state(self, job):
-        return vertex.state_word(job) if self.vertex else job.get("state")
-
-    def log_id(self, job):
-        """The job_id label of its Cloud Logging entries."""
-        return vertex.job_number(job) if self.vertex else job.get("jobId")
-
-    def name(self, job):
-        if self.vertex:
-            return "%s (id %s)" % (job.get("displayName"), vertex.job_number(job))
-        return job.get("jobId")
-
-    def error(self, job):
-        return (job.get("error") or {}).get("message") if self.vertex else job.get("errorMessage")
-
-    def describe(self, job):
-        lines = ["job %s: %s" % (self.name(job), self.state(job))]
-        for key in ("createTime", "startTime", "endTime"):
-            if job.get(key):
-                lines.append("  %s: %s" % (key, job[key]))
-        if self.error(job):
-            lines.append("  error: %s" % self.error(job))
-        consumed = (job.get("trainingOutput") or {}).get("consumedMLUnits")
-        if consumed is not None:
-            lines.append("  consumed ML units: %s" % consumed)
-        if self.vertex:
-            lines.append("  console: %s" % vertex.console_url(self.project, self.region, job))
-        return "\n".join(lines)
+        click.echo("%s job %s (%s)" % ("submitted" if submission.created else "already submitted:", job.id, job.state))
+    click.echo("console: %s" % job.console_url)
+    where = "--backend %s --project %s --region %s" % (backend, project, region)
+    follow = ["python -m launcher status %s %s" % (job.id, where),
+              "python -m launcher logs %s %s --follow" % (job.id, where)] + jobs.gcloud_follow(job)
+    click.echo("follow it with:\n" + "\n".join("  " + line for line in follow))
 
 
 @main.command()
@@ -328,8 +227,7 @@ class _Backend:
 def status(job_id, project, backend, region, api_endpoint):
     """Show a job's state, times and error. JOB: the job id (vertex: its numeric id, its full
     resource name, or the --job-id name it was submitted with)."""
-    jobs = _Backend(backend, project, region, api_endpoint)
-    click.echo(jobs.describe(jobs.get(job_id)))
+    click.echo(_backend(backend, project, region, api_endpoint).get(job_id).describe())
 
 
 @main.command()
@@ -340,20 +238,12 @@ def status(job_id, project, backend, region, api_endpoint):
 @_endpoint_option
 def wait(job_id, project, backend, region, interval, api_endpoint):
     """Poll until the job ends; exit 0 only if it SUCCEEDED."""
-    jobs = _Backend(backend, project, region, api_endpoint)
-    began, last = time.monotonic(), None
-    while True:
-        job = jobs.get(job_id)
-        state = jobs.state(job)
-        if state != last:
-            click.echo("[%5.0fs] job %s: %s" % (time.monotonic() - began, job_id, state), err=True)
-            last = state
-        if state in aiplatform.TERMINAL:
-            break
-        time.sleep(interval)
-    click.echo(jobs.describe(job))
-    if state != "SUCCEEDED":
-        raise LauncherError("job %s ended %s%s" % (job_id, state, ": " + jobs.error(job) if jobs.error(job) else ""))
+    began = time.monotonic()
+    job = _backend(backend, project, region, api_endpoint).wait(job_id, interval, on_state=lambda j: click.echo(
+        "[%5.0fs] job %s: %s" % (time.monotonic() - began, job_id, j.state), err=True))
+    click.echo(job.describe())
+    if job.state != "SUCCEEDED":
+        raise LauncherError("job %s ended %s%s" % (job_id, job.state, ": " + job.error if job.error else ""))
 
 
 @main.command()
@@ -366,13 +256,11 @@ def wait(job_id, project, backend, region, interval, api_endpoint):
 @_endpoint_option
 def logs(job_id, project, backend, region, follow, interval, logging_endpoint, api_endpoint):
     """Print the job's log entries from Cloud Logging."""
-    reader = cloudlogging.Logs(project, logging_endpoint)
-    jobs = _Backend(backend, project, region, api_endpoint)
-    log_id = jobs.log_id(jobs.get(job_id)) if backend == "vertex" else job_id
+    jobs = _backend(backend, project, region, api_endpoint, logging_endpoint)
     seen, after = set(), None
     while True:
-        ended = follow and jobs.state(jobs.get(job_id)) in aiplatform.TERMINAL
-        for entry in reader.entries(log_id, after):
+        ended = follow and jobs.get(job_id).done
+        for entry in jobs.logs(job_id, after):
             key = entry.get("insertId") or json.dumps(entry, sort_keys=True)
             if key in seen:
                 continue
@@ -391,7 +279,7 @@ def logs(job_id, project, backend, region, follow, interval, logging_endpoint, a
 @_endpoint_option
 def cancel(job_id, project, backend, region, api_endpoint):
     """Cancel a job."""
-    _Backend(backend, project, region, api_endpoint).jobs.cancel(job_id)
+    _backend(backend, project, region, api_endpoint).cancel(job_id)
     click.echo("cancel requested for job %s" % job_id)
 
 
@@ -402,9 +290,8 @@ def cancel(job_id, project, backend, region, api_endpoint):
 @_endpoint_option
 def list_jobs(project, backend, region, limit, api_endpoint):
     """List the project's most recent jobs."""
-    jobs = _Backend(backend, project, region, api_endpoint)
-    for job in jobs.jobs.list(limit):
-        click.echo("%-40s %-10s %s" % (jobs.name(job), jobs.state(job), job.get("createTime", "")))
+    for job in _backend(backend, project, region, api_endpoint).list(limit):
+        click.echo("%-40s %-10s %s" % (job.title(), job.state, job.create_time))
 
 
 # -- the end-to-end pipeline ---------------------------------------------------------------------
@@ -581,7 +468,7 @@ def pipeline_wait(run, project, region, api_endpoint, interval):
         if state != last:
             click.echo("pipeline run %s: %s" % (run, state), err=True)
             last = state
-        if state in aiplatform.TERMINAL:
+        if state in training.TERMINAL:
             break
         time.sleep(interval)
     click.echo(_describe_run(job))

@@ -56,8 +56,17 @@ def execute(request, what):
 
 
 def api_message(error):
+    message = message_of(error.content)
+    if message:
+        return message
+    return error._get_reason() if hasattr(error, "_get_reason") else str(error)
+
+
+def message_of(content):
+    """The ``error.message`` of a Google API error body, or its first 200 characters."""
     try:
-        return json.loads(error.content)["error"]["message"]
+        return json.loads(content)["error"]["message"]
     except (ValueError, KeyError, TypeError):
-        return error._get_reason() if hasattr(error, "_get_reason") else str(error)
+        text = content.decode("utf-8", "replace") if isinstance(content, bytes) else str(content or "")
+        return text.strip()[:200]
 

@@ -99,11 +99,15 @@ def algorithm_args(facts, hyperparameters, extra):
     return values
 
 
-def check(job_id, job_dir, args, facts):
-    """Every check that can be made before anything is sent; raises UsageError naming the bad value."""
-    if not _JOB_ID.match(job_id):
+def check_job_id(job_id):
+    if not _JOB_ID.match(job_id or ""):
         raise UsageError("job id %r is not valid: letters, digits and underscores, starting with a "
                          "letter, at most 128 characters" % job_id)
+
+
+def check(job_id, job_dir, args, facts):
+    """Every check that can be made before anything is sent; raises UsageError naming the bad value."""
+    check_job_id(job_id)
     if not str(job_dir).startswith("gs://"):
         raise UsageError("--job-dir must be a gs:// folder, got %s" % job_dir)
     for name in ("training_data_path", "validation_data_path"):

@@ -35,21 +35,23 @@ def build(image=DEFAULT_IMAGE):
               max_steps: int, train_batch_size: int, num_eval_images: int, train_steps_per_eval: int,
               warmup_learning_rate: float, warmup_steps: int, initial_learning_rate: float, image_size: str,
               fpn_type: str, aug_scale_min: float, aug_scale_max: float, backbone: str,
-              params_override: str) -> str:
+              params_override: str, image: str) -> str:
         from launcher import steps
-        options = ["--max-steps", max_steps, "--train-batch-size", train_batch_size,
-                   "--num-eval-images", num_eval_images, "--train-steps-per-eval", train_steps_per_eval,
-                   "--warmup-learning-rate", warmup_learning_rate, "--warmup-steps", warmup_steps,
-                   "--initial-learning-rate", initial_learning_rate, "--fpn-type", fpn_type,
-                   "--aug-scale-min", aug_scale_min, "--aug-scale-max", aug_scale_max, "--backbone", backbone]
+        options = {"max_steps": max_steps, "train_batch_size": train_batch_size,
+                   "train_steps_per_eval": train_steps_per_eval, "warmup_learning_rate": warmup_learning_rate,
+                   "warmup_steps": warmup_steps, "initial_learning_rate": initial_learning_rate,
+                   "fpn_type": fpn_type, "aug_scale_min": aug_scale_min, "aug_scale_max": aug_scale_max,
+                   "backbone": backbone}
+        if num_eval_images:
+            options["num_eval_images"] = num_eval_images
         if image_size:
-            options += ["--image-size", image_size]
+            options["image_size"] = image_size
         if params_override:
-            options += ["--params-override", params_override]
+            options["params_overrides"] = [params_override]
         model_dir = work_dir.rstrip("/") + "/candidate"
         if backend == "vertex":
-            return steps.train_on_vertex(dataset, model_dir, [str(o) for o in options], project, region, accelerator)
-        return steps.train(dataset, model_dir, [str(o) for o in options])
+            return steps.train_on_vertex(dataset, model_dir, options, project, region, image, accelerator)
+        return steps.train(dataset, model_dir, options)
 
     @dsl.component(base_image=image)
     def evaluate(model_dir: str, dataset: str, real_dataset: str, metrics: Output[Metrics]) -> str:
@@ -98,7 +100,8 @@ def build(image=DEFAULT_IMAGE):
                  initial_learning_rate: float = hp["initial_learning_rate"], image_size: str = "",
                  fpn_type: str = hp["fpn_type"], aug_scale_min: float = hp["aug_scale_min"],
                  aug_scale_max: float = hp["aug_scale_max"], backbone: str = "resnet-50",
-                 params_override: str = "", metric: str = "", promote_mode: str = "manual"):
+                 params_override: str = "", metric: str = "", promote_mode: str = "manual",
+                 image: str = image):
         run = transfer(source=source, run_definition_id=run_definition_id, run_execution_id=run_execution_id,
                        bucket=bucket).set_display_name("transfer")
         converted = convert(source=run.output, work_dir=work_dir, eval_pct=eval_pct,
@@ -110,7 +113,7 @@ def build(image=DEFAULT_IMAGE):
                           warmup_steps=warmup_steps, initial_learning_rate=initial_learning_rate,
                           image_size=image_size, fpn_type=fpn_type, aug_scale_min=aug_scale_min,
                           aug_scale_max=aug_scale_max, backbone=backbone,
-                          params_override=params_override).set_display_name("train")
+                          params_override=params_override, image=image).set_display_name("train")
         scored = evaluate(model_dir=candidate.output, dataset=converted.output,
                           real_dataset=real_dataset).set_display_name("evaluate")
         compared = compare(candidate=scored.outputs["Output"], production_dir=production_dir,

@@ -33,40 +33,33 @@ def transfer(source, run_definition_id="", run_execution_id="", bucket=""):
 
 
 def convert(source, output, eval_pct=20.0, beam_args=()):
-    """``python main.py`` on the run (DirectRunner here, or Dataflow through ``beam_args``)."""
-    from tfproc import cli
-    code = cli.main(["--source", source, "--eval-pct", str(eval_pct), "--output", output, *beam_args])
-    if code != 0:
-        raise StepFailed("the conversion of %s failed (exit %d); its messages are above" % (source, code))
+    """The conversion (``python main.py``) of the run: DirectRunner here, or Dataflow through ``beam_args``."""
+    from tfproc import cli, output as output_lib, pipeline as tfproc_pipeline
+    try:
+        cli.convert(source, eval_pct, output, beam_args=beam_args)
+    except (cli.UsageError, tfproc_pipeline.ConversionFailed, output_lib.OutputBusy) as error:
+        raise StepFailed("the conversion of %s failed: %s" % (source, error))
     return output
 
 
-def train(dataset, model_dir, options=()):
-    """``python -m trainer train`` on this machine."""
-    _trainer(["train", "--dataset", dataset, "--model-dir", model_dir, *options])
-    return model_dir
-
-
-def _trainer(args):
-    import click
-
-    from trainer.cli import main
+def train(dataset, model_dir, options=None):
+    """The trainer on this machine; ``options`` are ``trainer.commands.train``'s keyword arguments."""
+    from trainer import commands
     try:
-        main.main(args=[str(a) for a in args], standalone_mode=False)
-    except SystemExit as exit_:
-        if exit_.code:
-            raise StepFailed("python -m trainer %s failed (exit %s)" % (args[0], exit_.code))
-    except click.ClickException as error:
-        raise StepFailed("python -m trainer %s: %s" % (args[0], error.format_message()))
+        return commands.train(dataset, model_dir, **(options or {}))
+    except commands.TrainerError as error:
+        raise StepFailed("training on %s failed: %s" % (dataset, error))
 
 
 def evaluate(model_dir, dataset, name, split="eval"):
     """Score ``model_dir`` on a conversion output; returns its metrics (also in MODEL_DIR/eval_NAME/)."""
-    import tensorflow as tf
-    out = _join(model_dir, "eval_" + name)
-    _trainer(["evaluate", "--dataset", dataset, "--model-dir", model_dir, "--split", split, "--output", out])
-    with tf.io.gfile.GFile(_join(out, "metrics.json")) as f:
-        return json.load(f)
+    from trainer import commands
+    try:
+        metrics = commands.evaluate(dataset, model_dir, split, output=_join(model_dir, "eval_" + name))
+    except commands.TrainerError as error:
+        raise StepFailed("evaluating %s on %s failed: %s" % (model_dir, dataset, error))
+    metrics.pop("path", None)
+    return metrics
 
 
 def evaluate_all(model_dir, dataset, real_dataset=""):
@@ -170,19 +163,25 @@ def install(candidate_dir, production_dir, comparison=None):
     return model
 
 
-def train_on_vertex(dataset, job_dir, options, project, region, accelerator="gpu"):
-    """The same training as a Vertex AI custom job (the launcher's Vertex backend), waited for.
+def train_on_vertex(dataset, job_dir, options, project, region, image, accelerator="gpu", job_id=None,
+                    on_state=None):
+    """The same training as a Vertex AI custom job in the project's image, waited for.
 
-    Returns the folder of its checkpoints (Vertex's AIP_CHECKPOINT_DIR: JOB_DIR/checkpoints)."""
-    from launcher.cli import main
-    job_id = "synthdet_pipeline_%s" % time.strftime("%Y%m%d_%H%M%S")
-    options = ["--arg" if option == "--params-override" else option for option in options]
-    where = ["--backend", "vertex", "--project", project, "--region", region]
-    for args in (["train", *where, "--dataset", dataset, "--job-dir", job_dir, "--job-id", job_id,
-                  "--accelerator", accelerator, *options], ["wait", job_id, *where]):
-        try:
-            main.main(args=args, standalone_mode=False)
-        except SystemExit as exit_:
-            if exit_.code:
-                raise StepFailed("python -m launcher %s failed (exit %s)" % (args[0], exit_.code))
+    ``options`` are ``trainer.commands.train``'s keyword arguments (hyperparameters, backbone,
+    params_overrides). Returns the folder of its checkpoints (Vertex's AIP_CHECKPOINT_DIR)."""
+    from launcher import training
+    from launcher.errors import LauncherError
+    options = dict(options or {})
+    request = training.TrainRequest(
+        job_id=job_id or "synthdet_pipeline_%s" % time.strftime("%Y%m%d_%H%M%S"), job_dir=job_dir.rstrip("/"),
+        dataset=dataset, accelerator=accelerator, image=image, backbone=options.pop("backbone", "resnet-50"),
+        params_overrides=tuple(options.pop("params_overrides", ())), hyperparameters=options)
+    try:
+        backend = training.backend("vertex", project, region)
+        submission = backend.submit(backend.plan(request))
+        job = backend.wait(submission.job.id, 60.0, on_state=on_state)
+    except LauncherError as error:
+        raise StepFailed("training on Vertex AI failed: %s" % error)
+    if job.state != "SUCCEEDED":
+        raise StepFailed("Vertex job %s ended %s%s" % (job.title(), job.state, ": " + job.error if job.error else ""))
     return _join(job_dir, "checkpoints")

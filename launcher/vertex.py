@@ -1,30 +1,33 @@
 """Vertex AI custom jobs (aiplatform v1): the live successor of AI Platform Training.
 
-One method per REST call, the job body, the machines, and the trainer's package.
+A job runs the project's image (``containerSpec``; README: the image) with ``python -m trainer
+train``, the strategy that fits its machines, and the accelerators it pays for, which the trainer
+checks at start.
 """
-import hashlib
-import io
-import os
+import json
 import re
 import shlex
-import tarfile
+import time
 
 import yaml
 
-from launcher import google_api
+from launcher import google_api, jobspec, training
 from launcher.errors import LauncherError, UsageError
 
-TRAINER_MODULE = "trainer.task"
-# Vertex's prebuilt TensorFlow GPU training image; the trainer's package pins the TensorFlow and
-# tf-models-official it runs with (pip installs them over the image's own). --executor-image overrides.
-EXECUTOR_IMAGE = "us-docker.pkg.dev/vertex-ai/training/tf-gpu.2-17.py310:latest"
 LABEL = "synthdet_job_id"
+TRAINER_COMMAND = ["python", "-m", "trainer"]
 
-MACHINES = {
-    "gpu": {"machineType": "g2-standard-8", "acceleratorType": "NVIDIA_L4", "acceleratorCount": 1},
-    "a100": {"machineType": "a2-highgpu-1g", "acceleratorType": "NVIDIA_TESLA_A100", "acceleratorCount": 1},
-    "tpu": {"machineType": "cloud-tpu", "acceleratorType": "TPU_V3", "acceleratorCount": 8},
+# --accelerator presets: the machine type for 1, 2, 4 or 8 GPUs of a kind.
+GPU_MACHINES = {
+    "gpu": ("NVIDIA_L4", {1: "g2-standard-8", 2: "g2-standard-24", 4: "g2-standard-48", 8: "g2-standard-96"}),
+    "a100": ("NVIDIA_TESLA_A100", {1: "a2-highgpu-1g", 2: "a2-highgpu-2g", 4: "a2-highgpu-4g", 8: "a2-highgpu-8g"}),
 }
+ACCELERATORS = ("gpu", "a100", "tpu")
+TPU_REFUSAL = (
+    "--accelerator tpu is refused: the project's image carries TensorFlow for CUDA, not TensorFlow's TPU "
+    "runtime (tensorflow-tpu with libtpu cannot be installed beside tf-models-official, which requires "
+    "tensorflow), so a TPU (v5e: ct5lp-hightpu-4t, TPU_V5_LITEPOD) would sit idle. Train on --accelerator gpu "
+    "or a100, or pass --worker-pool-spec-file with a TPU machine and the containerSpec of a TPU image of your own")
 
 # Vertex's job states in the words the ml v1 backend uses, so both print alike.
 STATES = {
@@ -34,8 +37,12 @@ STATES = {
     "JOB_STATE_UPDATING": "RUNNING", "JOB_STATE_PARTIALLY_SUCCEEDED": "FAILED",
     "JOB_STATE_UNSPECIFIED": "QUEUED",
 }
-TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
 _NUMERIC = re.compile(r"^\d+$")
+_NETWORK = re.compile(r"^projects/[^/]+/global/networks/[^/]+$")
+_TENSORBOARD = re.compile(r"^projects/[^/]+/locations/[^/]+/tensorboards/\d+$")
+_SERVICE_ACCOUNT = re.compile(r"^[^@\s]+@[^@\s]+\.iam\.gserviceaccount\.com$")
+CREATE_ATTEMPTS = 5
+HTTP_TIMEOUT = (15, 120)    # seconds to connect, to read an answer
 
 
 def state_word(job):
@@ -51,94 +58,37 @@ def endpoint(region, override=None):
     return google_api.endpoint("aiplatform", override) or "https://%s-aiplatform.googleapis.com/" % region
 
 
-class CustomJobs:
-    def __init__(self, project, region, api_endpoint=None):
-        self.project, self.region = project, region
-        self.parent = "projects/%s/locations/%s" % (project, region)
-        self.api = google_api.build("aiplatform", "v1", endpoint(region, api_endpoint)) \
-            .projects().locations().customJobs()
-
-    def create(self, body, job_id):
-        """Submit ``body`` unless a job of ours with this id and the same spec exists: then return it.
-
-        Returns ``(job, created)``. A job with this id and another spec is refused.
-        """
-        for existing in self.find(job_id):
-            if _contains(existing.get("jobSpec") or {}, body["jobSpec"]):
-                return existing, False
-            raise LauncherError("a Vertex job named %s (%s) already exists with another spec; pass another "
-                                "--job-id" % (job_id, existing.get("name")), exit_code=2)
-        request = self.api.create(parent=self.parent, body=body)
-        return google_api.execute(request, "submitting custom job %s" % job_id), True
-
-    def find(self, job_id):
-        """Jobs this launcher submitted with ``--job-id`` job_id, newest first."""
-        flt = 'labels.%s="%s" AND display_name="%s"' % (LABEL, label_value(job_id), job_id)
-        return [j for j in self.list(100, flt) if j.get("displayName") == job_id]
-
-    def resolve(self, job):
-        """The resource name of JOB: a numeric id, a full resource name or a --job-id name."""
-        if job.startswith("projects/"):
-            return job
-        if _NUMERIC.match(job):
-            return "%s/customJobs/%s" % (self.parent, job)
-        found = self.find(job)
-        if not found:
-            raise LauncherError("no Vertex custom job named %s in %s" % (job, self.parent))
-        return found[0]["name"]
-
-    def get(self, job):
-        name = self.resolve(job)
-        return google_api.execute(self.api.get(name=name), "reading custom job %s" % job)
-
-    def cancel(self, job):
-        name = self.resolve(job)
-        return google_api.execute(self.api.cancel(name=name, body={}), "cancelling custom job %s" % job)
-
-    def list(self, limit=20, filter_=None):
-        """The most recent jobs first, up to ``limit``, across pages."""
-        jobs, token = [], None
-        while len(jobs) < limit:
-            kwargs = {"parent": self.parent, "pageSize": min(100, limit - len(jobs))}
-            if filter_:
-                kwargs["filter"] = filter_
-            if token:
-                kwargs["pageToken"] = token
-            page = google_api.execute(self.api.list(**kwargs), "listing custom jobs")
-            jobs.extend(page.get("customJobs", []))
-            token = page.get("nextPageToken")
-            if not token:
-                break
-        return sorted(jobs, key=lambda j: j.get("createTime", ""), reverse=True)[:limit]
-
-
-def _contains(theirs, ours):
-    """Whether every field we set is in ``theirs`` with the same value (the server adds defaults)."""
-    if isinstance(ours, dict):
-        return isinstance(theirs, dict) and all(_contains(theirs.get(k), v) for k, v in ours.items())
-    if isinstance(ours, list):
-        return isinstance(theirs, list) and len(theirs) == len(ours) and all(map(_contains, theirs, ours))
-    return str(theirs) == str(ours)
-
-
 def label_value(job_id):
     return job_id.lower()[:63]
 
 
-def job_body(job_id, job_dir, machine, package_uri, trainer_args, executor_image=EXECUTOR_IMAGE,
-             worker_pool_specs=None):
-    """The ``customJobs.create`` body: one replica running ``python -m trainer.task ARGS``."""
-    if worker_pool_specs is None:
-        worker_pool_specs = [{"machineSpec": dict(machine), "replicaCount": "1"}]
-    pools = []
-    for pool in worker_pool_specs:
-        pool = dict(pool)
-        if "containerSpec" not in pool:
-            pool["pythonPackageSpec"] = {"executorImageUri": executor_image, "packageUris": [package_uri],
-                                         "pythonModule": TRAINER_MODULE, "args": list(trainer_args)}
-        pools.append(pool)
-    return {"displayName": job_id, "labels": {LABEL: label_value(job_id)},
-            "jobSpec": {"workerPoolSpecs": pools, "baseOutputDirectory": {"outputUriPrefix": job_dir}}}
+def console_url(project, region, job):
+    return "https://console.cloud.google.com/vertex-ai/locations/%s/training/%s/cpu?project=%s" % (
+        region, job_number(job), project)
+
+
+# -- the job body -----------------------------------------------------------------------------------
+
+def machine_spec(accelerator, gpus=1):
+    if accelerator == "tpu":
+        raise UsageError(TPU_REFUSAL)
+    if accelerator not in GPU_MACHINES:
+        raise UsageError("--accelerator must be one of %s, got %s" % (", ".join(ACCELERATORS), accelerator))
+    kind, machines = GPU_MACHINES[accelerator]
+    if gpus not in machines:
+        raise UsageError("--gpus must be one of %s, got %s" % (", ".join(map(str, sorted(machines))), gpus))
+    return {"machineType": machines[gpus], "acceleratorType": kind, "acceleratorCount": gpus}
+
+
+def worker_pools(accelerator, gpus=1, replicas=1):
+    """One chief and, with ``replicas`` > 1, a pool of ``replicas - 1`` workers on the same machine."""
+    if replicas < 1:
+        raise UsageError("--replicas must be at least 1, got %d" % replicas)
+    spec = machine_spec(accelerator, gpus)
+    pools = [{"machineSpec": spec, "replicaCount": "1"}]
+    if replicas > 1:
+        pools.append({"machineSpec": dict(spec), "replicaCount": str(replicas - 1)})
+    return pools
 
 
 def worker_pools_from_file(path):
@@ -154,16 +104,85 @@ def worker_pools_from_file(path):
     return pools
 
 
-def trainer_args(dataset, hyperparameters, num_classes=None, extra=()):
-    """``python -m trainer.task`` arguments: the same flags as a local ``python -m trainer train``."""
+def _is_tpu(spec):
+    return str(spec.get("acceleratorType", "")).startswith("TPU")
+
+
+def promise(spec):
+    """What the trainer must see on a machine: ``"gpu:N"``, ``"tpu:N"`` or None (CPU)."""
+    count = int(spec.get("acceleratorCount") or 0)
+    if not spec.get("acceleratorType") or count < 1:
+        return None
+    return "%s:%d" % ("tpu" if _is_tpu(spec) else "gpu", count)
+
+
+def strategy(pools):
+    """The trainer's strategy for these pools: several machines train multi-worker; otherwise the
+    chief's accelerators decide."""
+    machines = sum(int(p.get("replicaCount") or 1) for p in pools if p)
+    chief = pools[0]["machineSpec"]
+    if machines > 1:
+        if _is_tpu(chief):
+            raise UsageError("more than one TPU machine is not supported; use one TPU pool with one replica")
+        return "multi_worker_mirrored"
+    if _is_tpu(chief):
+        return "tpu"
+    return "mirrored" if int(chief.get("acceleratorCount") or 0) > 1 else "one_device"
+
+
+def trainer_args(dataset, hyperparameters, num_classes=None, backbone="resnet-50", strategy_name="auto",
+                 spec=None, overrides=()):
+    """``python -m trainer`` arguments: the same flags as a local ``python -m trainer train``, plus the
+    strategy and what the machine promises."""
     args = ["train", "--dataset", dataset]
     for name, value in hyperparameters.items():
         args += ["--" + name.replace("_", "-"), str(value)]
     if num_classes is not None:
         args += ["--num-classes", str(num_classes)]
-    for item in extra:
-        args += ["--params-override", item]
+    args += ["--backbone", backbone, "--strategy", strategy_name]
+    if spec:
+        expected = promise(spec)
+        if expected:
+            args += ["--expect-accelerator", expected]
+        args += ["--machine-type", spec.get("machineType", "")]
+    for mapping in overrides:
+        args += ["--params-override", json.dumps(mapping, sort_keys=True)]
     return args
+
+
+def job_body(job_id, job_dir, pools, image, trainer_args_for, labels=None, service_account="", network="",
+             timeout_seconds=None, tensorboard="", enable_web_access=False):
+    """The ``customJobs.create`` body. Each pool runs the image with ``trainer_args_for(machineSpec)``;
+    a pool of your own with a containerSpec that has args runs as given."""
+    filled = []
+    for pool in pools:
+        pool = dict(pool)
+        container = dict(pool.get("containerSpec") or {})
+        if _is_tpu(pool["machineSpec"]) and not container.get("imageUri"):
+            raise UsageError(TPU_REFUSAL)
+        if not container.get("args"):
+            container.setdefault("imageUri", image)
+            container.setdefault("command", list(TRAINER_COMMAND))
+            container["args"] = trainer_args_for(pool["machineSpec"])
+        if not container.get("imageUri"):
+            raise UsageError("pass --image: the project's image, built by cloudbuild.yaml (README: the image)")
+        pool["containerSpec"] = container
+        pool.pop("pythonPackageSpec", None)
+        filled.append(pool)
+    spec = {"workerPoolSpecs": filled, "baseOutputDirectory": {"outputUriPrefix": job_dir}}
+    if service_account:
+        spec["serviceAccount"] = service_account
+    if network:
+        spec["network"] = network
+    if timeout_seconds:
+        spec["scheduling"] = {"timeout": "%ds" % timeout_seconds}
+    if tensorboard:
+        spec["tensorboard"] = tensorboard
+    if enable_web_access:
+        spec["enableWebAccess"] = True
+    all_labels = dict(labels or {})
+    all_labels[LABEL] = label_value(job_id)
+    return {"displayName": job_id, "labels": all_labels, "jobSpec": spec}
 
 
 def gcloud_command(body, region, config_path):
@@ -178,50 +197,211 @@ def config_yaml(body):
     return yaml.safe_dump(body["jobSpec"], sort_keys=False)
 
 
-def console_url(project, region, job):
-    return "https://console.cloud.google.com/vertex-ai/locations/%s/training/%s/cpu?project=%s" % (
-        region, job_number(job), project)
+def _contains(theirs, ours):
+    """Whether every field we set is in ``theirs`` with the same value (the server adds defaults)."""
+    if isinstance(ours, dict):
+        return isinstance(theirs, dict) and all(_contains(theirs.get(k), v) for k, v in ours.items())
+    if isinstance(ours, list):
+        return isinstance(theirs, list) and len(theirs) == len(ours) and all(map(_contains, theirs, ours))
+    return str(theirs) == str(ours)
 
 
-# -- the trainer's package ----------------------------------------------------------------------
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PACKAGE_NAME = "synthdet_trainer"
-
-
-def trainer_sdist():
-    """``(file name, bytes)`` of an sdist holding the ``trainer`` package (and ``tfproc``'s label map
-    reader), with the trainer's requirements. Its bytes depend only on its files, so its name (which
-    carries their hash) is stable: a retried submission names the same package."""
-    from trainer import requirements
-    members = []
-    for package in ("trainer", "tfproc"):
-        folder = os.path.join(ROOT, package)
-        for name in sorted(os.listdir(folder)):
-            if name.endswith(".py") and (package == "trainer" or name in ("__init__.py", "labels.py")):
-                with open(os.path.join(folder, name), "rb") as f:
-                    members.append(("%s/%s" % (package, name), f.read()))
-    digest = hashlib.sha256(repr(requirements.REQUIRES).encode()
-                            + b"".join(p.encode() + d for p, d in members)).hexdigest()[:12]
-    version = "%s+%s" % (requirements.VERSION, digest)
-    setup = ("import setuptools\nsetuptools.setup(name=%r, version=%r, packages=['trainer', 'tfproc'],\n"
-             "    install_requires=%r)\n" % (PACKAGE_NAME, version, requirements.REQUIRES)).encode()
-    pkg_info = ("Metadata-Version: 2.1\nName: %s\nVersion: %s\n" % (PACKAGE_NAME, version)).encode()
-    base = "%s-%s" % (PACKAGE_NAME, version)
-    members = [("PKG-INFO", pkg_info), ("setup.py", setup)] + members
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
-        for path, data in members:
-            info = tarfile.TarInfo("%s/%s" % (base, path))
-            info.size, info.mtime, info.mode = len(data), 0, 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return base + ".tar.gz", _gzip_stable(buffer.getvalue())
+def _check_options(request):
+    if request.service_account and not _SERVICE_ACCOUNT.match(request.service_account):
+        raise UsageError("--service-account takes an email such as trainer@PROJECT.iam.gserviceaccount.com, got %r"
+                         % request.service_account)
+    if request.network and not _NETWORK.match(request.network):
+        raise UsageError("--network takes projects/PROJECT_NUMBER/global/networks/NAME, got %r" % request.network)
+    if request.tensorboard:
+        if not _TENSORBOARD.match(request.tensorboard):
+            raise UsageError("--tensorboard takes projects/P/locations/R/tensorboards/ID, got %r" % request.tensorboard)
+        if not request.service_account:
+            raise UsageError("--tensorboard needs --service-account: Vertex AI uploads the logs as that account")
+    if request.extra_args:
+        raise UsageError("--arg is the built-in algorithm's (--backend ml); on Vertex AI pass Model Garden "
+                         "settings with --params-override")
+    if request.config_path:
+        raise UsageError("--config is a gcloud config.yaml for --backend ml; on Vertex AI use "
+                         "--worker-pool-spec-file")
+    if request.training_data or request.validation_data:
+        raise UsageError("--training-data/--validation-data are for --backend ml; the trainer reads --dataset")
 
 
-def _gzip_stable(data):
-    """Zero the gzip header's timestamp so equal files give equal bytes."""
-    return data[:4] + b"\x00\x00\x00\x00" + data[8:]
+def _check_hyperparameters(values, facts):
+    for name in ("max_steps", "train_batch_size", "train_steps_per_eval"):
+        try:
+            ok = int(values[name]) > 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise UsageError("%s must be a positive integer, got %r" % (name, values[name]))
+    available = facts.get("validation_images")
+    if available is not None and int(values["num_eval_images"]) > available:
+        raise UsageError("num_eval_images %s is more than the %d validation images; pass --num-eval-images %d"
+                         % (values["num_eval_images"], available, available))
+    size = values.get("image_size")
+    if size:
+        parts = str(size).split(",")
+        if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+            raise UsageError('image_size must be "height,width" of positive integers, got %r' % size)
 
 
-def package_uri(job_dir, file_name):
-    return "%s/packages/%s" % (job_dir.rstrip("/"), file_name)
+class VertexBackend(training.Backend):
+    name = "vertex"
+
+    def __init__(self, project, region="us-central1", api_endpoint=None, logging_endpoint=None):
+        super().__init__(project, region, api_endpoint, logging_endpoint)
+        self.parent = "projects/%s/locations/%s" % (project, region)
+        self._api = None
+
+    @property
+    def api(self):
+        if self._api is None:
+            self._api = google_api.build("aiplatform", "v1", endpoint(self.region, self.api_endpoint)) \
+                .projects().locations().customJobs()
+        return self._api
+
+    # -- plan and submit --------------------------------------------------------------------------
+
+    def plan(self, request):
+        from trainer import config as trainer_config
+        if not request.dataset:
+            raise UsageError("--backend vertex needs --dataset (the trainer reads the conversion output)")
+        if not request.dataset.startswith("gs://"):
+            raise UsageError("--dataset must be on gs:// for Vertex AI to read it, got %s" % request.dataset)
+        if not str(request.job_dir).startswith("gs://"):
+            raise UsageError("--job-dir must be a gs:// folder, got %s" % request.job_dir)
+        jobspec.check_job_id(request.job_id)
+        _check_options(request)
+        timeout = training.timeout_seconds(request.timeout) if request.timeout else None
+        facts = training.dataset_facts(request, self.project)
+        values = {k: v for k, v in trainer_config.HYPERPARAMETERS.items() if k != "image_size"}
+        values["num_eval_images"] = jobspec.default_eval_images(facts)
+        values.update({k: v for k, v in request.hyperparameters.items() if v not in (None, "")})
+        unknown = set(values) - set(trainer_config.HYPERPARAMETERS)
+        if unknown:
+            raise UsageError("unknown hyperparameter(s): %s" % ", ".join(sorted(unknown)))
+        _check_hyperparameters(values, facts)
+        try:
+            overrides = [trainer_config.parse_override(text) for text in request.params_overrides]
+        except trainer_config.ConfigError as error:
+            raise UsageError(str(error))
+        if request.worker_pool_spec_file:
+            pools = worker_pools_from_file(request.worker_pool_spec_file)
+        else:
+            pools = worker_pools(request.accelerator or "gpu", request.gpus, request.replicas)
+        strategy_name = strategy(pools)
+        dataset = request.dataset.rstrip("/")
+        body = job_body(
+            request.job_id, request.job_dir.rstrip("/"), pools, request.image,
+            lambda spec: trainer_args(dataset, values, request.num_classes, request.backbone, strategy_name,
+                                      spec, overrides),
+            labels=request.labels, service_account=request.service_account, network=request.network,
+            timeout_seconds=timeout, tensorboard=request.tensorboard, enable_web_access=request.enable_web_access)
+        return training.Plan(request, body, gcloud_command(body, self.region, "job.yaml"), "job.yaml",
+                             config_yaml(body), "POST %s/customJobs" % self.parent)
+
+    def submit(self, plan):
+        job_id = plan.request.job_id
+        existing = self._same_job(job_id, plan.body)
+        if existing:
+            return training.Submission(self._job(existing), False)
+        self.check_job_dir(plan.request)
+        return training.Submission(self._job(self._create(plan.body, job_id)), True)
+
+    def _same_job(self, job_id, body):
+        """A job of ours with this id and the same spec, or None; another spec under the id is refused."""
+        for existing in self.find(job_id):
+            if _contains(existing.get("jobSpec") or {}, body["jobSpec"]):
+                return existing
+            raise UsageError("a Vertex job named %s (%s) already exists with another spec; pass another --job-id"
+                             % (job_id, existing.get("name")))
+        return None
+
+    def _create(self, body, job_id):
+        """``customJobs.create``, which assigns the id itself: a create whose answer is lost may have
+        started the job, so each retry first looks for it by its label (and no transport re-sends the
+        request on its own)."""
+        import requests
+        from google.auth.transport.requests import AuthorizedSession
+        session = AuthorizedSession(google_api.credentials())
+        url = "%sv1/%s/customJobs" % (endpoint(self.region, self.api_endpoint), self.parent)
+        what = "submitting custom job %s" % job_id
+        for attempt in range(CREATE_ATTEMPTS):
+            if attempt:
+                time.sleep(min(2 ** attempt, 30))
+                found = self._same_job(job_id, body)
+                if found:
+                    return found
+            try:
+                answer = session.post(url, json=body, timeout=HTTP_TIMEOUT)
+            except requests.RequestException as error:
+                lost = "could not reach the API: %s" % error
+                continue
+            if answer.status_code == 429 or answer.status_code >= 500:
+                lost = "HTTP %d: %s" % (answer.status_code, google_api.message_of(answer.content))
+                continue
+            if answer.status_code >= 400:
+                raise LauncherError("%s failed: HTTP %d: %s" % (what, answer.status_code,
+                                                              google_api.message_of(answer.content)))
+            return answer.json()
+        found = self._same_job(job_id, body)
+        if found:
+            return found
+        raise LauncherError("%s failed after %d attempts: %s" % (what, CREATE_ATTEMPTS, lost))
+
+    # -- following jobs ---------------------------------------------------------------------------
+
+    def find(self, job_id):
+        """Jobs this launcher submitted with ``--job-id`` job_id, newest first."""
+        flt = 'labels.%s="%s" AND display_name="%s"' % (LABEL, label_value(job_id), job_id)
+        return [j for j in self._list(100, flt) if j.get("displayName") == job_id]
+
+    def resolve(self, job):
+        """The resource name of JOB: a numeric id, a full resource name or a --job-id name."""
+        if job.startswith("projects/"):
+            return job
+        if _NUMERIC.match(job):
+            return "%s/customJobs/%s" % (self.parent, job)
+        found = self.find(job)
+        if not found:
+            raise LauncherError("no Vertex custom job named %s in %s" % (job, self.parent))
+        return found[0]["name"]
+
+    def gcloud_follow(self, job):
+        return ["gcloud ai custom-jobs %s %s --project %s --region %s" % (verb, job.id, self.project, self.region)
+                for verb in ("describe", "stream-logs")]
+
+    def log_id(self, job):
+        return job if _NUMERIC.match(job) else job_number({"name": self.resolve(job)})
+
+    def get(self, job):
+        return self._job(google_api.execute(self.api.get(name=self.resolve(job)), "reading custom job %s" % job))
+
+    def cancel(self, job):
+        google_api.execute(self.api.cancel(name=self.resolve(job), body={}), "cancelling custom job %s" % job)
+
+    def list(self, limit=20):
+        return [self._job(j) for j in self._list(limit)]
+
+    def _list(self, limit, filter_=None):
+        jobs, token = [], None
+        while len(jobs) < limit:
+            kwargs = {"parent": self.parent, "pageSize": min(100, limit - len(jobs))}
+            if filter_:
+                kwargs["filter"] = filter_
+            if token:
+                kwargs["pageToken"] = token
+            page = google_api.execute(self.api.list(**kwargs), "listing custom jobs")
+            jobs.extend(page.get("customJobs", []))
+            token = page.get("nextPageToken")
+            if not token:
+                break
+        return sorted(jobs, key=lambda j: j.get("createTime", ""), reverse=True)[:limit]
+
+    def _job(self, raw):
+        number = job_number(raw)
+        return training.Job(id=number, name=raw.get("displayName") or number, state=state_word(raw),
+                            error=(raw.get("error") or {}).get("message", ""), create_time=raw.get("createTime", ""),
+                            start_time=raw.get("startTime", ""), end_time=raw.get("endTime", ""),
+                            console_url=console_url(self.project, self.region, raw), log_id=number, raw=raw)

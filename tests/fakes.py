@@ -15,7 +15,8 @@ class FakeServer:
     """Routes ``(METHOD, path regex) -> handler(request) -> (status, json body)``; logs every request.
 
     A handler gets a dict: method, path, query (dict of lists), headers (lower-case names), body (parsed JSON or None),
-    match (the regex match). It may also return (status, body, headers).
+    match (the regex match). It may also return (status, body, headers), or None to close the connection
+    without an answer (a lost response).
     """
 
     def __init__(self):
@@ -49,6 +50,9 @@ class FakeServer:
                 else:
                     result = (404, {"error": {"code": 404, "message": "no route for %s %s" % (self.command, url.path),
                                               "status": "NOT_FOUND"}})
+                if result is None:
+                    self.close_connection = True
+                    return
                 status, payload = result[0], result[1]
                 headers = result[2] if len(result) > 2 else {}
                 data = json.dumps(payload).encode()

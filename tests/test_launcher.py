@@ -148,7 +148,7 @@ def accept_jobs(google, state="QUEUED"):
 
 def test_train_submits_the_seeds_job(google, dataset):
     accept_jobs(google)
-    code, out, err = run("train", "--project", PROJECT, "--dataset", dataset, "--job-dir", job_dir("m1"),
+    code, out, err = run("train", "--backend", "ml", "--project", PROJECT, "--dataset", dataset, "--job-dir", job_dir("m1"),
                          "--job-id", "synthdet_test_1", "--arg", "learning_rate_decay_type=cosine")
     assert code == 0, err
     create = google.calls("POST", r"/v1/projects/test-project/jobs")
@@ -186,21 +186,21 @@ def test_train_on_an_output_converted_locally_then_uploaded(google, cloud, tmp_p
         'item {\n  name: "a \\"b\\" } c"\n  id: 1\n}\nitem {\n  name: "d"\n  id: 3\n}\n')
     accept_jobs(google)
     dataset = "gs://%s/real/output" % BUCKET
-    code, _, err = run("train", "--project", PROJECT, "--dataset", dataset, "--job-dir", job_dir("real1"),
+    code, _, err = run("train", "--backend", "ml", "--project", PROJECT, "--dataset", dataset, "--job-dir", job_dir("real1"),
                        "--job-id", "real_1")
     assert code == 0, err
     args = google.calls("POST")[-1]["body"]["trainingInput"]["args"]
     assert "--training_data_path=%s/train/*.tfrecord" % dataset in args
     assert "--validation_data_path=%s/eval/*.tfrecord" % dataset in args
     assert "--num_eval_images=47" in args       # the seed's 200, capped at what there is
-    code, _, err = run("train", "--project", PROJECT, "--dataset", dataset, "--job-dir", job_dir("real2"),
+    code, _, err = run("train", "--backend", "ml", "--project", PROJECT, "--dataset", dataset, "--job-dir", job_dir("real2"),
                        "--job-id", "real_2", "--num-eval-images", 200)
     assert code == 2 and "num_eval_images 200 is more than the 47 validation images" in err
 
 
 def test_train_with_gpu_a_config_file_and_overrides(google, dataset, tmp_path):
     accept_jobs(google)
-    code, _, err = run("train", "--project", PROJECT, "--dataset", dataset, "--job-dir", job_dir("m2"),
+    code, _, err = run("train", "--backend", "ml", "--project", PROJECT, "--dataset", dataset, "--job-dir", job_dir("m2"),
                        "--job-id", "gpu_job", "--accelerator", "gpu", "--max-steps", 100, "--num-classes", 70,
                        "--num-eval-images", 0, "--image-size", "480,640")
     assert code == 0, err
@@ -226,7 +226,7 @@ def test_train_with_gpu_a_config_file_and_overrides(google, dataset, tmp_path):
       count: 8
   workerCount: 1
 """)
-    code, _, err = run("train", "--project", PROJECT, "--dataset", dataset, "--job-dir", job_dir("m3"),
+    code, _, err = run("train", "--backend", "ml", "--project", PROJECT, "--dataset", dataset, "--job-dir", job_dir("m3"),
                        "--job-id", "from_config", "--config", config, "--region", "europe-west4")
     assert code == 0, err
     training = google.calls("POST")[-1]["body"]["trainingInput"]
@@ -250,7 +250,7 @@ def test_train_retries_503_and_is_idempotent_on_409(google, dataset):
     google.route("POST", r"/v1/projects/%s/jobs" % PROJECT, create)
     google.route("GET", r"/v1/projects/%s/jobs/(\w+)" % PROJECT,
                  lambda r: (200, created[r["match"].group(1)]))
-    args = ["train", "--project", PROJECT, "--dataset", dataset, "--job-dir", job_dir("m4"), "--job-id", "again"]
+    args = ["train", "--backend", "ml", "--project", PROJECT, "--dataset", dataset, "--job-dir", job_dir("m4"), "--job-id", "again"]
     code, out, err = run(*args)
     assert code == 0, err
     assert len(google.calls("POST", r"/v1/projects/test-project/jobs")) == 2   # the 503, then the job
@@ -278,7 +278,7 @@ def test_train_checks_before_sending(google, dataset, extra, message):
         flat += [extra[i], extra[i + 1]]
     for name, value in args.items():
         flat += [name, value]
-    code, out, err = run("train", "--project", PROJECT, "--dataset", dataset, *flat)
+    code, out, err = run("train", "--backend", "ml", "--project", PROJECT, "--dataset", dataset, *flat)
     assert code == 2
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
     assert not google.calls("POST", r"/v1/.*")
@@ -287,17 +287,17 @@ def test_train_checks_before_sending(google, dataset, extra, message):
 def test_train_refuses_a_job_dir_with_files_unless_resume(google, dataset, cloud):
     cloud.storage.bucket(BUCKET).blob("models/used/model.ckpt-100.index").upload_from_string(b"x")
     accept_jobs(google)
-    code, _, err = run("train", "--project", PROJECT, "--dataset", dataset, "--job-dir", job_dir("used"),
+    code, _, err = run("train", "--backend", "ml", "--project", PROJECT, "--dataset", dataset, "--job-dir", job_dir("used"),
                        "--job-id", "resumed")
     assert code == 2 and "already holds files" in err and "--resume" in err
     assert not google.calls("POST", r"/v1/.*")
-    code, _, err = run("train", "--project", PROJECT, "--dataset", dataset, "--job-dir", job_dir("used"),
+    code, _, err = run("train", "--backend", "ml", "--project", PROJECT, "--dataset", dataset, "--job-dir", job_dir("used"),
                        "--job-id", "resumed", "--resume", "--max-steps", 90000)
     assert code == 0, err
 
 
 def test_train_dry_run_sends_nothing(google, dataset):
-    code, out, err = run("train", "--project", PROJECT, "--dataset", dataset, "--job-dir", job_dir("m6"),
+    code, out, err = run("train", "--backend", "ml", "--project", PROJECT, "--dataset", dataset, "--job-dir", job_dir("m6"),
                          "--job-id", "dry", "--dry-run")
     assert code == 0, err
     assert not google.calls(path_pattern=r"/v1/.*")
@@ -311,7 +311,7 @@ def test_train_without_credentials_says_how_to_get_them(dataset, monkeypatch, tm
     monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS")
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
     monkeypatch.delenv("STORAGE_EMULATOR_HOST")
-    code, _, err = run("train", "--project", PROJECT, "--training-data", "gs://b/t/*.tfrecord",
+    code, _, err = run("train", "--backend", "ml", "--project", PROJECT, "--training-data", "gs://b/t/*.tfrecord",
                        "--validation-data", "gs://b/e/*.tfrecord", "--num-classes", 3,
                        "--job-dir", job_dir("m7"), "--job-id", "nocreds")
     assert code == 1 and "gcloud auth application-default login" in err
@@ -323,24 +323,24 @@ def test_status_wait_cancel_and_list(google):
     states = iter(["QUEUED", "PREPARING", "RUNNING", "SUCCEEDED"])
     google.route("GET", r"/v1/projects/test-project/jobs/j1", lambda r: (200, {
         "jobId": "j1", "state": next(states), "createTime": "2026-11-21T10:00:00Z"}))
-    code, out, err = run("wait", "j1", "--project", PROJECT, "--interval", 0)
+    code, out, err = run("wait", "--backend", "ml", "j1", "--project", PROJECT, "--interval", 0)
     assert code == 0, err
     assert "job j1: SUCCEEDED" in out and "PREPARING" in err
 
     google.route("GET", r"/v1/projects/test-project/jobs/j2", lambda r: (200, {
         "jobId": "j2", "state": "FAILED", "errorMessage": "num_classes too small"}))
-    code, out, err = run("wait", "j2", "--project", PROJECT, "--interval", 0)
+    code, out, err = run("wait", "--backend", "ml", "j2", "--project", PROJECT, "--interval", 0)
     assert code == 1 and "ended FAILED: num_classes too small" in err
-    code, out, _ = run("status", "j2", "--project", PROJECT)
+    code, out, _ = run("status", "--backend", "ml", "j2", "--project", PROJECT)
     assert code == 0 and "FAILED" in out and "num_classes too small" in out
 
     google.route("POST", r"/v1/projects/test-project/jobs/j2:cancel", lambda r: (200, {}))
-    code, out, _ = run("cancel", "j2", "--project", PROJECT)
+    code, out, _ = run("cancel", "--backend", "ml", "j2", "--project", PROJECT)
     assert code == 0 and google.calls("POST", r"/v1/projects/test-project/jobs/j2:cancel")
 
     google.route("GET", r"/v1/projects/test-project/jobs", lambda r: (200, {"jobs": [
         {"jobId": "j1", "state": "SUCCEEDED"}, {"jobId": "j2", "state": "FAILED"}]}))
-    code, out, _ = run("list", "--project", PROJECT)
+    code, out, _ = run("list", "--backend", "ml", "--project", PROJECT)
     assert code == 0 and "j1" in out and "j2" in out
 
 
@@ -348,7 +348,7 @@ def test_api_errors_are_one_line_with_status_and_message(google):
     google.route("GET", r"/v1/projects/test-project/jobs/nope",
                  lambda r: (404, {"error": {"code": 404, "message": "Field: name Error: The specified job does not exist.",
                                             "status": "NOT_FOUND"}}))
-    code, _, err = run("status", "nope", "--project", PROJECT)
+    code, _, err = run("status", "--backend", "ml", "nope", "--project", PROJECT)
     assert code == 1
     assert err.strip() == ("error: reading job nope failed: HTTP 404: Field: name Error: "
                            "The specified job does not exist.")
@@ -375,7 +375,7 @@ def test_logs_follow_pages_and_new_entries(google):
     google.route("POST", r"/v2/entries:list", entries)
     states = iter(["RUNNING", "SUCCEEDED"])
     google.route("GET", r"/v1/projects/test-project/jobs/j3", lambda r: (200, {"jobId": "j3", "state": next(states)}))
-    code, out, err = run("logs", "j3", "--project", PROJECT, "--follow", "--interval", 0)
+    code, out, err = run("logs", "--backend", "ml", "j3", "--project", PROJECT, "--follow", "--interval", 0)
     assert code == 0, err
     assert [line.split(" ", 2)[2] for line in out.strip().splitlines()] == ["step 1", "step 2", "done"]
     assert listed[0]["filter"] == 'resource.type="ml_job" AND resource.labels.job_id="j3"'

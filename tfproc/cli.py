@@ -85,6 +85,22 @@ def main(argv=None):
     return guarded(lambda: run(args, beam_args), beam_args)
 
 
+def convert(source, eval_pct, output=None, overwrite=False, strict=False, shard_size_mb=200.0, beam_args=()):
+    """The conversion as a library call: what ``python main.py`` does, without its exit codes.
+
+    Returns the output's summary (a dict). Raises ``UsageError`` (a bad argument or source),
+    ``pipeline.ConversionFailed`` or ``output.OutputBusy``; Ctrl-C stays a KeyboardInterrupt.
+    """
+    args = argparse.Namespace(source=source, eval_pct=eval_pct, output=output, overwrite=overwrite,
+                              strict=strict, shard_size_mb=shard_size_mb, break_lock=False,
+                              cancel_on_interrupt=False)
+    beam_args = list(beam_args)
+    _configure_logging(beam_args)
+    run(args, beam_args)
+    output = (output or fsutil.join(source.rstrip("/\\"), "output")).rstrip("/\\")
+    return json.loads(fsutil.read_bytes(fsutil.join(output, pipeline.SUMMARY)))
+
+
 def find_run_datasets(source, output):
     found = layout.find_datasets(source, exclude=output)
     what = ("a Perception dataset (looked for Dataset*/annotation_definitions.json and SOLO "

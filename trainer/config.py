@@ -128,11 +128,10 @@ def overrides(dataset, hp, backbone, size, init_checkpoint=None, eval_split="eva
 
 
 def parse_override(text):
-    """A ``--params-override``: YAML or JSON text, or the path of such a file."""
-    import tensorflow as tf
-    if text.endswith((".yaml", ".yml", ".json")) and tf.io.gfile.exists(text):
-        with tf.io.gfile.GFile(text) as f:
-            text = f.read()
+    """A ``--params-override``: YAML or JSON text, or the path of such a file (local or gs://)."""
+    text = str(text)
+    if "\n" not in text and text.strip().endswith((".yaml", ".yml", ".json")):
+        text = _read_override_file(text.strip())
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError as error:
@@ -141,6 +140,20 @@ def parse_override(text):
         raise ConfigError("--params-override must be a mapping, e.g. 'task.model.head.num_filters: 64' "
                           "as {task: {model: {head: {num_filters: 64}}}}")
     return value
+
+
+def _read_override_file(path):
+    if "://" in path:
+        import tensorflow as tf
+        if not tf.io.gfile.exists(path):
+            raise ConfigError("--params-override file %s does not exist" % path)
+        with tf.io.gfile.GFile(path) as f:
+            return f.read()
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError as error:
+        raise ConfigError("--params-override file %s: %s" % (path, error.strerror))
 
 
 def experiment(override_dicts):
