@@ -1,9 +1,13 @@
-# A stable environment for the converter and the launcher (seed 003, phase 2).
-#   docker build . -t tfdataflow
-#   docker run --rm -it -v ~/.config/gcloud:/root/.config/gcloud tfdataflow
-# With the trainer and the pipeline SDK, the image the pipeline's components run in:
-#   docker build . --build-arg EXTRAS="[train,pipeline]" -t REGION-docker.pkg.dev/PROJECT/REPO/synthdet:TAG
-# Credentials come from the mounted gcloud folder at run time; none are baked into the image.
+# The project's one image: the converter, the launcher, the trainer with TensorFlow's CUDA and cuDNN
+# wheels (trainer/requirements.py pins them to TensorFlow's own build), and the pipeline SDK. It runs
+# every cloud step: Vertex AI training jobs (`launcher train --image`) and the pipeline's components.
+#   gcloud builds submit --config cloudbuild.yaml --substitutions _IMAGE=REGION-docker.pkg.dev/P/REPO/synthdet:TAG
+#   docker build . -t REGION-docker.pkg.dev/PROJECT/REPO/synthdet:TAG
+# On a GPU machine Vertex AI mounts the NVIDIA driver; TensorFlow loads CUDA from the wheels.
+# A smaller image for the converter and launcher alone (seed 003, phase 2): --build-arg EXTRAS=""
+#   docker run --rm -it -v ~/.config/gcloud:/root/.config/gcloud IMAGE
+# Credentials come from the machine (Vertex's service account) or the mounted gcloud folder; none
+# are baked into the image. tests/test_image.py resolves this install and checks its versions.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -29,8 +33,8 @@ COPY setup.py README.md main.py real_data_loader.py dataflow-run.sh ./
 COPY tfproc ./tfproc
 COPY launcher ./launcher
 COPY trainer ./trainer
-# EXTRAS: "" (converter and launcher), "[train]" (+ TensorFlow and TF Model Garden), "[train,pipeline]"
-ARG EXTRAS=""
+# EXTRAS: "[image]" (everything, the default), "" (converter and launcher only)
+ARG EXTRAS="[image]"
 # hadolint ignore=DL3013
 RUN pip install ".${EXTRAS}" && chmod +x dataflow-run.sh
 

@@ -7,6 +7,7 @@ _requirements = {}
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "trainer", "requirements.py")) as _f:
     exec(_f.read(), _requirements)
 TRAIN = _requirements["REQUIRES"]
+PIPELINE = ["kfp>=2.7,<3"]
 
 setuptools.setup(
     name="synthdet-tfproc",
@@ -33,10 +34,12 @@ setuptools.setup(
         # The trainer: TF Model Garden's RetinaNet (trainer/requirements.py).
         "train": TRAIN,
         # The end-to-end pipeline (Kubeflow Pipelines v2 SDK, also its local runner).
-        "pipeline": ["kfp>=2.7,<3"],
+        "pipeline": PIPELINE,
+        # The project's image (Dockerfile): every cloud step, training on GPUs included.
+        "image": TRAIN + _requirements["IMAGE"] + PIPELINE,
         # The tests read records back with TensorFlow, train the detector for a few steps and run
         # the pipeline locally.
-        "test": TRAIN + ["kfp>=2.7,<3", "pytest>=7", "gcp-storage-emulator>=2024.8"],
+        "test": TRAIN + PIPELINE + ["pytest>=7", "gcp-storage-emulator>=2024.8"],
     },
     entry_points={
         "console_scripts": [

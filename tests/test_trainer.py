@@ -93,3 +93,43 @@ def test_bad_arguments_end_with_one_line(converted, tmp_path):
     assert code == 2 and "the eval split holds" in err
     code, _, err = trainer("train", "--dataset", converted, "--model-dir", tmp_path / "m", "--image-size", "big")
     assert code == 2 and "--image-size" in err
+
+
+def test_a_promised_gpu_that_is_not_there_stops_the_job_at_once(converted, tmp_path):
+    """On this CPU machine, a job promised a GPU exits within a minute with one line naming the
+    machine and what TensorFlow sees, before reading the dataset or building the model."""
+    import subprocess
+    import sys
+    import time
+    began = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "trainer", "train", "--dataset", str(converted), "--model-dir",
+                           str(tmp_path / "m"), "--expect-accelerator", "gpu:1", "--machine-type", "g2-standard-8",
+                           *SMALL], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
+    took = time.monotonic() - began
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in done.stderr
+    assert "machine g2-standard-8 was promised 1 GPU(s) but TensorFlow sees 0 (devices: CPU:0)" in lines[0]
+    assert took < 60 and not (tmp_path / "m").exists()
+
+
+def test_the_strategy_fits_the_machine():
+    from trainer import devices
+    assert devices.choose("auto", gpus=0, tpus=0, machines=1) == "one_device"
+    assert devices.choose("auto", gpus=1, tpus=0, machines=1) == "one_device"
+    assert devices.choose("auto", gpus=4, tpus=0, machines=1) == "mirrored"
+    assert devices.choose("auto", gpus=0, tpus=8, machines=1) == "tpu"
+    assert devices.choose("auto", gpus=1, tpus=0, machines=3) == "multi_worker_mirrored"
+    assert devices.choose("mirrored", gpus=0, tpus=0, machines=1) == "mirrored"
+    vertex = json.dumps({"cluster": {"chief": ["a:1"], "worker": ["b:1", "c:1"]}, "task": {"type": "worker", "index": 0}})
+    assert devices.cluster(vertex) == (3, "worker", 0) and not devices.is_chief(vertex)
+    assert devices.is_chief(json.dumps({"cluster": {"chief": ["a:1"], "worker": ["b:1"]}, "task": {"type": "chief"}}))
+    assert devices.cluster("") == (1, "chief", 0) and devices.is_chief("")
+    assert devices.parse_promise("gpu:2") == ("gpu", 2) and devices.parse_promise("") is None
+    for bad in ("gpu", "gpu:0", "fpga:1"):
+        with pytest.raises(ValueError):
+            devices.parse_promise(bad)
+    devices.check_promise(("gpu", 2), gpus=2, tpus=0, seen=["CPU:0", "GPU:0", "GPU:1"])
+    with pytest.raises(devices.AcceleratorMissing, match="promised 2 GPU.*sees 1"):
+        devices.check_promise(("gpu", 2), gpus=1, tpus=0, seen=["CPU:0", "GPU:0"], machine_type="g2-standard-24")
