@@ -1,7 +1,11 @@
 """Convert a Unity Simulation run or Perception dataset into TFRecords: see ``python main.py --help``."""
 import sys
 
-from tfproc.cli import main
+from tfproc import startup
+
+startup.exit_quietly_on_signals()     # before the imports below, which take seconds
+
+from tfproc.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

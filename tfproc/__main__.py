@@ -1,7 +1,11 @@
 """``python -m tfproc inspect OUT``: look at a conversion output."""
 import sys
 
-from tfproc import inspect
+from tfproc import startup
+
+startup.exit_quietly_on_signals()     # before the imports below, which take seconds
+
+from tfproc import inspect  # noqa: E402
 
 USAGE = "usage: python -m tfproc inspect OUTPUT [--preview N] [--preview-dir DIR]   (see --help)"
 

@@ -14,7 +14,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions,
                                                   StandardOptions, TestOptions)
 
-from tfproc import fsutil, layout, pipeline, split
+from tfproc import fsutil, layout, orphans, pipeline, split
 from tfproc import output as output_lib
 from tfproc import summary as summary_lib
 
@@ -89,7 +89,8 @@ def convert(source, eval_pct, output=None, overwrite=False, strict=False, shard_
     """The conversion as a library call: what ``python main.py`` does, without its exit codes.
 
     Returns the output's summary (a dict). Raises ``UsageError`` (a bad argument or source),
-    ``pipeline.ConversionFailed`` or ``output.OutputBusy``; Ctrl-C stays a KeyboardInterrupt.
+    ``output.OutputUnusable``, ``pipeline.ConversionFailed`` or ``output.OutputBusy``; Ctrl-C stays
+    a KeyboardInterrupt.
     """
     args = argparse.Namespace(source=source, eval_pct=eval_pct, output=output, overwrite=overwrite,
                               strict=strict, shard_size_mb=shard_size_mb, break_lock=False,
@@ -132,7 +133,7 @@ def guarded(command, beam_args):
     except (Interrupted, KeyboardInterrupt):
         print("\ninterrupted", file=sys.stderr)
         return 130
-    except UsageError as error:
+    except (UsageError, output_lib.OutputUnusable) as error:
         print("error: %s" % error, file=sys.stderr)
         return 2
     except (pipeline.ConversionFailed, output_lib.OutputBusy) as error:
@@ -163,6 +164,7 @@ def run(args, beam_args, find=find_run_datasets):
     try:
         for line in output_lib.recover(output, run_id):
             print(line, file=sys.stderr)
+        output_lib.check_destinations(output)
         existing = output_lib.existing_output(output)
         if existing and not args.overwrite:
             raise UsageError("%s already holds the output of an earlier run (%s); pass --overwrite to "
@@ -184,9 +186,12 @@ def run(args, beam_args, find=find_run_datasets):
             eval_pct=args.eval_pct, shard_bytes=int(args.shard_size_mb * 1024 * 1024),
             strict=args.strict, started=started, superseded=tuple(found.superseded),
             skipped=tuple(tuple(item) for item in found.skipped))
-        for split_name in (split.TRAIN, split.EVAL):
-            fsutil.makedirs(fsutil.join(settings.staging, split_name))
-        pipeline.write_manifest(settings, found.datasets)
+        try:
+            for split_name in (split.TRAIN, split.EVAL):
+                fsutil.makedirs(fsutil.join(settings.staging, split_name))
+            pipeline.write_manifest(settings, found.datasets)
+        except OSError as error:
+            raise output_lib.OutputUnusable("cannot write in --output %s: %s" % (output, error.strerror or error))
         _run_pipeline(settings, options, claim)
         if options.view_as(TestOptions).dry_run:
             fsutil.delete_tree(settings.staging)
@@ -199,7 +204,7 @@ def run(args, beam_args, find=find_run_datasets):
                 if settings is not None:
                     _report_failure(settings, error)
             finally:
-                _clean_up(output, run_id, created)
+                _clean_up(output, run_id, created, claim)
         raise
     finally:
         if not detached:
@@ -227,7 +232,7 @@ def _is_detached(error, args):
     return True
 
 
-def _clean_up(output, run_id, created):
+def _clean_up(output, run_id, created, claim):
     """Remove what this run wrote; nothing else. A run that failed after its commit point keeps its
     staging folder: the next run into this output puts the rest of it in place."""
     staging = output_lib.staging_folder(output, run_id)
@@ -237,9 +242,7 @@ def _clean_up(output, run_id, created):
         return
     fsutil.delete_tree(staging)
     if created:
-        lock = os.path.join(output, output_lib.LOCK)
-        if os.path.isfile(lock):
-            os.remove(lock)
+        output_lib.remove_local_lock(claim)
 
 
 def _remove_if_empty(path):
@@ -339,6 +342,7 @@ def _local_runner():
 
 
 def _run_pipeline(settings, options, claim):
+    orphans.mark_main()
     progress = Progress(settings, claim)
     progress.start()
     result = None
@@ -404,8 +408,13 @@ class Progress:
         last_line = None
         while not self.stopped.wait(self.every):
             try:
-                if self.claim is not None:
+                if self.claim is not None and self.claim.generation is not None:
                     self.claim.heartbeat_if_due()
+            except output_lib.LockLost as error:    # the commit checks the lock and refuses
+                sys.stderr.write("\nwarning: %s\n" % error)
+            except Exception:       # the network: try again next tick
+                pass
+            try:
                 line = self._line()
             except Exception:       # the staging folder changes under us; try again next tick
                 continue

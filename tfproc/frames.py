@@ -34,6 +34,7 @@ def parse_chunk(chunk, read=fsutil.read_bytes):
     found = report.new()
 
     def skip(name, reason, detail=""):
+        name, detail = fsutil.printable(name), fsutil.printable(detail)
         log.warning("skipped %s: %s%s", name, reason, ": " + detail if detail else "")
         report.add_skipped(found, name, reason, detail)
 
@@ -45,9 +46,21 @@ def parse_chunk(chunk, read=fsutil.read_bytes):
             skip(_name(dataset, dataset.definitions), *_reason(error))
         return ParsedDataset([], {}, found)
 
+    bad_labels = [name for name in definition.labels.values() if not fsutil.utf8_ok(name)]
+    if bad_labels:
+        if chunk.first:
+            skip(_name(dataset, dataset.definitions), layout.NOT_UTF8, "label name %s" % bad_labels[0])
+        return ParsedDataset([], {}, found)
+
     parse = _PARSERS[dataset.kind]
     frames = []
-    for rel, loaded in _load_all(read, dataset, chunk.files, loaded_files):
+    files = []
+    for rel in chunk.files:
+        if fsutil.utf8_ok(rel):
+            files.append(rel)
+        else:
+            skip(_name(dataset, rel), layout.NOT_UTF8)
+    for rel, loaded in _load_all(read, dataset, files, loaded_files):
         name = _name(dataset, rel)
         if isinstance(loaded, Exception):
             skip(name, *_reason(loaded))
@@ -62,7 +75,13 @@ def parse_chunk(chunk, read=fsutil.read_bytes):
             continue
         for item, error in bad:
             skip(item, *_reason(error))
-        frames.extend(parsed)
+        for frame in parsed:
+            texts = [frame.image, frame.origin] + [box.label_name for box in frame.boxes]
+            bad_text = next((t for t in texts if not fsutil.utf8_ok(t)), None)
+            if bad_text is None:
+                frames.append(frame)
+            else:
+                skip(frame.origin, layout.NOT_UTF8, bad_text)
 
     refs = []
     for frame in frames:
@@ -75,7 +94,10 @@ def parse_chunk(chunk, read=fsutil.read_bytes):
     if dataset.kind in (layout.REAL, layout.COCO):
         described = {frame.image for frame in frames}
         for image in sorted(set(chunk.images) - described):
-            skip(_name(dataset, image), "image without annotations")
+            if fsutil.utf8_ok(image):
+                skip(_name(dataset, image), "image without annotations")
+            else:
+                skip(_name(dataset, image), layout.NOT_UTF8)
     return ParsedDataset(refs, labels.dataset_labels(definition.labels, frames), found)
 
 

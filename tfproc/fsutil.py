@@ -2,13 +2,46 @@
 import json
 import os
 import posixpath
-import shutil
+import signal
+import stat
 import uuid
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 _RAW = CompressionTypes.UNCOMPRESSED
+MAX_INPUT_BYTES = 1 << 30      # no annotation file or image is larger; /dev/zero would never end
+
+# For tests: the Nth change to a file (write, rename, unlink) kills this process with SIGKILL, so a
+# test can kill a run at every step of its commit and its recovery.
+_KILL_AT = int(os.environ.get("TFPROC_KILL_AT_CHANGE", "0") or 0)
+_changes = [0]
+
+
+class NotAFile(OSError):
+    """An input that is not a regular file of a sane size (a FIFO, a device, a folder, a huge file)."""
+
+
+def _changing(path):
+    if _KILL_AT:
+        _changes[0] += 1
+        if _changes[0] == _KILL_AT:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def utf8_ok(text):
+    """Whether ``text`` can be written as UTF-8 (names read from disk or JSON may hold lone surrogates)."""
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def printable(text):
+    """``text`` with bytes that are not UTF-8 shown as \\xNN, for messages and reports."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") \
+        if not utf8_ok(text) else text
 
 
 def is_remote(path):
@@ -98,7 +131,10 @@ def rename_many(sources, destinations):
         FileSystems.rename(sources, destinations)
         return
     for source, destination in zip(sources, destinations):
+        _changing(destination)
         os.replace(source, destination)
+    for folder in sorted({os.path.dirname(d) for d in destinations}):
+        sync_folder(folder)
 
 
 def delete_many(paths):
@@ -107,15 +143,61 @@ def delete_many(paths):
         FileSystems.delete(paths)
         return
     for path in paths:
+        _changing(path)
         try:
             os.remove(path)
         except FileNotFoundError:
             pass
 
 
-def read_bytes(path):
+def sync_folder(folder):
+    """Make the renames and unlinks in a local folder durable."""
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
+
+
+def read_bytes(path, limit=MAX_INPUT_BYTES):
+    """The whole file. A local path must be a regular file of at most ``limit`` bytes: a FIFO, a
+    device or a folder raises NotAFile at once instead of blocking or reading forever."""
+    if not is_remote(path):
+        return _read_local(path, limit)
     with FileSystems.open(path, compression_type=_RAW) as f:
         return f.read()
+
+
+def _read_local(path, limit):
+    handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(handle)
+        if not stat.S_ISREG(info.st_mode):
+            kind = ("a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device" if stat.S_ISCHR(info.st_mode)
+                    or stat.S_ISBLK(info.st_mode) else "a folder" if stat.S_ISDIR(info.st_mode)
+                    else "a socket" if stat.S_ISSOCK(info.st_mode) else "not a file")
+            raise NotAFile("%s is %s, not a regular file" % (printable(path), kind))
+        if info.st_size > limit:
+            raise NotAFile("%s is %d bytes, more than the %d an input file may have"
+                           % (printable(path), info.st_size, limit))
+        chunks, left = [], info.st_size + 1     # one byte more: a file that grew is read whole
+        while left > 0:
+            chunk = os.read(handle, min(left, 1 << 24))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        data = b"".join(chunks)
+        if len(data) > limit:
+            raise NotAFile("%s grew past %d bytes while being read" % (printable(path), limit))
+        return data
+    finally:
+        os.close(handle)
 
 
 def read_json(path):
@@ -127,17 +209,36 @@ def makedirs(path):
         os.makedirs(path, exist_ok=True)
 
 
-def write_atomically(path, data):
-    """Write ``data`` to ``path`` through a temporary name, so ``path`` is whole or absent."""
-    makedirs(posixpath.dirname(path) if is_remote(path) else FileSystems.split(path)[0])
-    temp = "%s.tmp-%s" % (path, uuid.uuid4().hex[:8])
-    with FileSystems.create(temp, compression_type=_RAW) as f:
+def write_atomically(path, data, temp_folder=None):
+    """Write ``data`` to ``path`` so that ``path`` is whole or absent.
+
+    On object stores an upload appears whole when it ends. Locally the bytes go to a temporary
+    file (in ``temp_folder``, e.g. the run's staging folder, so a kill leaves nothing beside
+    ``path``; else beside it), are flushed to disk, and replace ``path`` in one rename.
+    """
+    if is_remote(path):
+        with FileSystems.create(path, compression_type=_RAW) as f:
+            f.write(data)
+        return
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    temp = os.path.join(temp_folder or folder, "%s.tmp-%s" % (os.path.basename(path), uuid.uuid4().hex[:8]))
+    _changing(temp)
+    with open(temp, "wb") as f:
         f.write(data)
-    move(temp, path)
+        f.flush()
+        os.fsync(f.fileno())
+    _changing(path)
+    os.replace(temp, path)
+    sync_folder(folder)
 
 
 def move(source, destination):
+    """Rename a finished file into place; locally its bytes are flushed to disk first."""
     if not is_remote(source):
+        with open(source, "rb") as f:
+            os.fsync(f.fileno())
+        _changing(destination)
         os.replace(source, destination)
         return
     if FileSystems.exists(destination):
@@ -145,12 +246,33 @@ def move(source, destination):
     FileSystems.rename([source], [destination])
 
 
-def delete_tree(path):
-    """Delete ``path`` and everything under it, if it exists."""
-    if not is_remote(path):
-        if os.path.isdir(path):
-            shutil.rmtree(path, ignore_errors=True)
-        elif os.path.exists(path):
+def delete_tree(path, first=()):
+    """Delete ``path`` and everything under it, if it exists; the files named in ``first``
+    (relative to ``path``) go before all others."""
+    if is_remote(path):
+        files = list_tree(path)
+        delete_many([join(path, rel) for rel in first if rel in files])
+        delete_many([join(path, rel) for rel in files if rel not in first])
+        return
+    if not os.path.isdir(path):
+        if os.path.lexists(path):
+            _changing(path)
             os.remove(path)
         return
-    delete_many([join(path, rel) for rel in list_tree(path)])
+    delete_many([os.path.join(path, rel) for rel in first if os.path.lexists(os.path.join(path, rel))])
+    for folder, dirs, names in os.walk(path, topdown=False):
+        for name in names:
+            _changing(os.path.join(folder, name))
+            try:
+                os.remove(os.path.join(folder, name))
+            except FileNotFoundError:
+                pass
+        for name in dirs:
+            try:
+                os.rmdir(os.path.join(folder, name))
+            except OSError:
+                pass
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass

@@ -73,6 +73,8 @@ class Stats:
         self.problems = []                          # (where, sentence)
         self.problem_count = 0
         self.negatives = 0
+        self.split_boxes = collections.Counter()     # split -> boxes
+        self.split_negatives = collections.Counter()
 
     def add(self, split_name, example, problems, where):
         self.records[split_name] += 1
@@ -86,6 +88,8 @@ class Stats:
         self.resolutions[(width, height)] += 1
         labels = example["image/object/class/label"]
         self.negatives += 0 if labels else 1
+        self.split_negatives[split_name] += 0 if labels else 1
+        self.split_boxes[split_name] += len(labels)
         for label, xmin, ymin, xmax, ymax in zip(labels, *(example["image/object/bbox/" + k]
                                                           for k in ("xmin", "ymin", "xmax", "ymax"))):
             self.boxes[label] += 1
@@ -158,13 +162,10 @@ def report(stats, label_map, summary=None):
     lines.append("box aspect, width/height in pixels:              %s" % _percentiles(stats.aspects))
     lines.append("images per resolution: %s" % ", ".join(
         "%dx%d: %d" % (w, h, n) for (w, h), n in stats.resolutions.most_common()))
-    if summary:
-        for name in (split.TRAIN, split.EVAL):
-            expected = summary["splits"][name]["images"]
-            if expected != stats.records[name]:
-                stats.problem_count += 1
-                stats.problems.append(("summary.json", "says %d %s images, the records hold %d"
-                                       % (expected, name, stats.records[name])))
+    if summary is not None:
+        for problem in summary_problems(summary, stats, label_map):
+            stats.problem_count += 1
+            stats.problems.append(("summary.json", problem))
     if stats.problem_count:
         lines.append("checks: %d problem(s); the first ones:" % stats.problem_count)
         lines += ["  %s: %s" % item for item in stats.problems]
@@ -172,6 +173,69 @@ def report(stats, label_map, summary=None):
         lines.append("checks: all %d records well-formed (keys, sha256, boxes in [0, 1] and ordered, "
                      "labels in the label map)" % sum(stats.records.values()))
     return "\n".join(lines)
+
+
+def _whole(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def summary_problems(summary, stats, label_map):
+    """How summary.json disagrees with the records and the label map (or is not a summary)."""
+    if not isinstance(summary, dict):
+        return ["is not a JSON object"]
+    problems = []
+    num_classes, highest = summary.get("num_classes"), max(label_map) if label_map else 0
+    if not _whole(num_classes):
+        problems.append("num_classes is %r, not a whole number" % (num_classes,))
+    elif num_classes != highest:
+        problems.append("says num_classes %d, the label map's highest class id is %d" % (num_classes, highest))
+    splits = summary.get("splits")
+    if not isinstance(splits, dict):
+        problems.append("has no splits")
+        splits = {}
+    for name in (split.TRAIN, split.EVAL):
+        entry = splits.get(name) if splits else None
+        if splits and not isinstance(entry, dict):
+            problems.append("has no %s split" % name)
+            continue
+        if not splits:
+            continue
+        for key, actual in (("images", stats.records[name]), ("boxes", stats.split_boxes[name]),
+                            ("negatives", stats.split_negatives[name]), ("shards", stats.shards[name])):
+            value = entry.get(key)
+            if not _whole(value):
+                problems.append("%s %s is %r, not a whole number" % (name, key, value))
+            elif value != actual:
+                problems.append("says %d %s %s, the records hold %d" % (value, name, key, actual))
+    classes = summary.get("classes")
+    if not isinstance(classes, list) or not all(isinstance(c, dict) for c in classes):
+        problems.append("has no list of classes")
+        return problems
+    listed = set()
+    for entry in classes:
+        class_id, name, boxes = entry.get("id"), entry.get("name"), entry.get("boxes")
+        if not _whole(class_id) or not _whole(boxes):
+            problems.append("class entry %r is not {id, name, boxes} with whole numbers" % (entry,))
+            continue
+        listed.add(class_id)
+        if label_map.get(class_id) != name:
+            problems.append("names class %d %r, the label map says %r" % (class_id, name, label_map.get(class_id)))
+        if boxes != stats.boxes[class_id]:
+            problems.append("says class %d has %d boxes, the records hold %d" % (class_id, boxes, stats.boxes[class_id]))
+    if listed != set(label_map):
+        problems.append("lists classes %s, the label map has %s" % (sorted(listed), sorted(label_map)))
+    return problems
+
+
+def read_summary(output):
+    """``(summary, why not)``: the parsed summary.json, or None and the reason."""
+    path = fsutil.join(output, "summary.json")
+    if not fsutil.is_file(path):
+        return None, "it has no summary.json (a conversion is running, or was interrupted)"
+    try:
+        return json.loads(fsutil.read_bytes(path)), None
+    except (OSError, ValueError) as error:
+        return None, "its summary.json cannot be read: %s" % str(error).splitlines()[0]
 
 
 def draw_previews(examples, label_map, folder, columns=4, thumb_width=320):
@@ -234,17 +298,14 @@ def main(argv=None):
     except ValueError as error:
         print("error: %s" % error, file=sys.stderr)
         return 2
-    try:
-        summary = json.loads(fsutil.read_bytes(fsutil.join(output, "summary.json")))
-    except (OSError, ValueError):
-        summary = None
+    summary, unread = read_summary(output)
     print(report(stats, label_map, summary))
     pending = [rel.split("/", 1)[0] for rel in fsutil.list_tree(output) if rel.endswith("/COMMITTED")
                and rel.startswith(".staging-")]
     if summary is None or pending:
         print("error: %s is not a complete output: %s" % (output, (
             "a commit was cut short (%s); run the conversion again to finish it" % pending[0]) if pending
-            else "it has no summary.json (a conversion is running, or was interrupted)"), file=sys.stderr)
+            else unread), file=sys.stderr)
         return 1
     if not sum(stats.records.values()):
         print("error: no records under %s/train or %s/eval" % (output, output), file=sys.stderr)

@@ -100,7 +100,24 @@ def find_datasets(source, exclude=None):
             found.append(Dataset(_full(source, folder), folder, SOLO, _rel(path, folder)))
     _set_skips(found, source, exclude)
     kept, superseded, skipped = attempts.keep_last(found, captures, set(map(_parent, definitions)))
-    return Discovery(kept, superseded, files, skipped)
+    kept = _named_in_utf8(kept, skipped)
+    return Discovery(kept, [fsutil.printable(s) for s in superseded], files, skipped)
+
+
+NOT_UTF8 = "name not valid UTF-8"
+
+
+def _named_in_utf8(datasets, skipped):
+    """The datasets whose folder names are UTF-8; the others are named in ``skipped`` (records,
+    label maps and Beam's strings are UTF-8, and a name that is not cannot be written)."""
+    kept = []
+    for dataset in datasets:
+        if fsutil.utf8_ok(dataset.root) and fsutil.utf8_ok(dataset.definitions):
+            kept.append(dataset)
+        else:
+            skipped.append([fsutil.printable(dataset.key_prefix or dataset.root), NOT_UTF8,
+                            "rename the folder; its other datasets are converted"])
+    return kept
 
 
 def list_dataset(dataset):
@@ -263,7 +280,9 @@ def find_real_datasets(source, label_map, exclude=None):
             found.append(Dataset(_full(source, folder), folder, REAL, label_map))
     found.sort(key=lambda d: d.key_prefix)
     _set_skips(found, source, exclude)
-    return Discovery(found, [], files)
+    skipped = []
+    found = _named_in_utf8(found, skipped)
+    return Discovery(found, [], files, skipped)
 
 
 def coco_dataset(instances, images_dir, exclude=None):

@@ -10,8 +10,13 @@
   a commit cut short is finished by the next run (``recover``), a staging folder that never reached
   ``COMMITTED`` is deleted by it. So after any interruption the folder holds the old output or the
   new one, and the next run needs no manual cleanup.
+- Before the point of no return the commit checks that every destination can be written, so a
+  folder in the way of a shard fails the run with the old output untouched. After it, the staging
+  folder's ``COMMITTED`` goes first when the folder is removed, so a half-removed folder is never
+  taken for a commit to finish.
 - Only files this tool names are ever deleted: shards named ``<split>-NNNNN-of-NNNNN.tfrecord`` in
-  ``train/`` and ``eval/``, ``label_map.pbtxt``, ``summary.json``, and its own staging folders.
+  ``train/`` and ``eval/``, ``label_map.pbtxt``, ``summary.json``, their temporary files of an older
+  version (``*.tmp-XXXXXXXX``), and its own staging folders (``.staging-<run id>/``, folders only).
 """
 import json
 import os
@@ -28,12 +33,23 @@ LABEL_MAP = "label_map.pbtxt"
 SUMMARY = "summary.json"
 SPLITS = (split.TRAIN, split.EVAL)
 SHARD_NAME = re.compile(r"^(train|eval)-\d{5}-of-\d{5}\.tfrecord$")
+STAGING_NAME = re.compile(r"^\.staging-\d{8}-\d{6}-[0-9a-f]{6}$")      # pipeline.new_run_id
+TEMP_DEBRIS = re.compile(r"^(summary\.json|label_map\.pbtxt|(train|eval)/(train|eval)-\d{5}-of-\d{5}\.tfrecord)"
+                         r"\.tmp-[0-9a-f]{8}$")
 HEARTBEAT_SECONDS = 60
 STALE_AFTER_SECONDS = 15 * 60   # a gs:// lock not refreshed for this long belongs to a dead run
 
 
 class OutputBusy(Exception):
     """Another run holds the output."""
+
+
+class LockLost(OutputBusy):
+    """Another run took this run's lock (it was broken or thought stale): this run must not commit."""
+
+
+class OutputUnusable(Exception):
+    """An --output that cannot be written: not a folder, read-only, no locks, a folder in the way."""
 
 
 def staging_folder(output, run_id):
@@ -51,12 +67,21 @@ class Claim:
         self.last_beat = time.time()
 
     def heartbeat(self, **extra):
-        """Refresh a gs:// lock (and record e.g. a Dataflow job id); a local lock needs none."""
+        """Refresh a gs:// lock (and record e.g. a Dataflow job id); a local lock needs none.
+
+        Raises LockLost if the lock is no longer this run's; other errors (the network) propagate
+        for the caller to try again."""
+        from google.api_core import exceptions
         self.record.update(extra, heartbeat=time.time())
         self.last_beat = time.time()
         if self.handle is None:
             blob = _lock_blob(self.output)
-            blob.upload_from_string(json.dumps(self.record), if_generation_match=self.generation)
+            try:
+                blob.upload_from_string(json.dumps(self.record), if_generation_match=self.generation)
+            except (exceptions.PreconditionFailed, exceptions.NotFound):
+                self.generation = None
+                raise LockLost("%s: another run took this run's lock (%s); this run stops without "
+                               "committing" % (self.output, LOCK))
             self.generation = blob.generation
 
     def heartbeat_if_due(self):
@@ -88,21 +113,79 @@ def claim(output, run_id, break_lock=False):
 
 def _claim_local(output, run_id, record):
     import fcntl
-    os.makedirs(output, exist_ok=True)
-    handle = open(os.path.join(output, LOCK), "a+")
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.seek(0)
-        holder = _parse(handle.read())
+        os.makedirs(output, exist_ok=True)
+    except FileExistsError:
+        raise OutputUnusable("--output %s exists and is not a folder (a file, or a symlink to nothing)" % output)
+    except OSError as error:
+        raise OutputUnusable("cannot create --output %s: %s" % (output, error.strerror))
+    path = os.path.join(output, LOCK)
+    for _ in range(20):
+        try:
+            handle = open(path, "a+")
+        except OSError as error:
+            raise OutputUnusable("cannot write in --output %s: %s" % (output, error.strerror))
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = _parse(handle.read())
+            handle.close()
+            raise OutputBusy("%s is being written by another conversion (%s); wait for it to end, "
+                             "or pass another --output" % (output, _describe(holder)))
+        except OSError as error:
+            handle.close()
+            raise OutputUnusable("cannot lock %s: %s (a filesystem without file locks?); write the output to a "
+                                 "local disk or gs://" % (path, error.strerror))
+        # A run that held the lock may have removed the file as it ended: then this lock is on a
+        # file no one else will open; lock the one at the path instead.
+        try:
+            same = os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
         handle.close()
-        raise OutputBusy("%s is being written by another conversion (%s); wait for it to end, "
-                         "or pass another --output" % (output, _describe(holder)))
+    else:
+        raise OutputBusy("%s: could not claim its lock (%s), other runs keep replacing it" % (output, LOCK))
+    if not os.access(output, os.W_OK):
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+        raise OutputUnusable("cannot write in --output %s: permission denied" % output)
     handle.seek(0)
     handle.truncate()
     handle.write(json.dumps(record))
     handle.flush()
     return Claim(output, run_id, record, handle=handle)
+
+
+def remove_local_lock(claim_):
+    """Remove the lock file of an output this run created, while still holding the lock (a run
+    that opened the old file sees it is gone, and locks the path anew)."""
+    if claim_.handle is not None:
+        try:
+            os.remove(os.path.join(claim_.output, LOCK))
+        except FileNotFoundError:
+            pass
+
+
+def verify(output, run_id):
+    """Raise LockLost unless the output's lock still names this run (checked before committing)."""
+    if fsutil.is_remote(output):
+        from google.api_core import exceptions
+        try:
+            holder = _parse(_lock_blob(output).download_as_bytes())
+        except exceptions.NotFound:
+            holder = {}
+    else:
+        try:
+            with open(os.path.join(output, LOCK)) as f:
+                holder = _parse(f.read())
+        except OSError:
+            holder = {}
+    if holder.get("run") != run_id:
+        raise LockLost("%s: this run's lock is gone%s; nothing was committed, the output is as it was"
+                       % (output, " (taken by run %s)" % holder["run"] if holder.get("run") else ""))
 
 
 def _lock_blob(output):
@@ -186,22 +269,39 @@ def _describe(holder):
 
 # -- recovery and the commit -----------------------------------------------------------------
 
+def staging_names(output, listing=None):
+    """This tool's staging folders in ``output``: folders named ``.staging-<run id>``, nothing else."""
+    listing = fsutil.list_tree(output) if listing is None else listing
+    names = {rel.split("/", 1)[0] for rel in listing if "/" in rel}
+    return sorted(name for name in names if STAGING_NAME.match(name))
+
+
 def recover(output, own_run):
-    """With the lock held: finish commits cut short and delete staging folders of dead runs.
+    """With the lock held: finish commits cut short, delete staging folders of dead runs and the
+    temporary files an older version could leave.
 
     Returns what was done, as lines for the user.
     """
     done = []
-    stagings = sorted({rel.split("/", 1)[0] for rel in fsutil.list_tree(output)
-                       if rel.startswith(STAGING_PREFIX)} - {STAGING_PREFIX + own_run})
-    for name in stagings:
+    listing = fsutil.list_tree(output)
+    for name in staging_names(output, listing):
+        if name == STAGING_PREFIX + own_run:
+            continue
         staging = fsutil.join(output, name)
-        if fsutil.is_file(fsutil.join(staging, COMMITTED)):
+        files = {rel.split("/", 1)[1] for rel in listing if rel.startswith(name + "/")}
+        if COMMITTED in files and {SUMMARY, LABEL_MAP} <= files:
             commit(output, staging)
             done.append("finished the interrupted commit of an earlier run (%s)" % name)
+        elif COMMITTED in files:    # its commit was done and the folder half removed
+            fsutil.delete_tree(staging, first=[COMMITTED])
+            done.append("removed the rest of a committed run's staging folder (%s)" % name)
         else:
             fsutil.delete_tree(staging)
             done.append("removed the staging folder of an interrupted run (%s)" % name)
+    debris = [fsutil.join(output, *rel.split("/")) for rel in listing if TEMP_DEBRIS.match(rel)]
+    if debris:
+        fsutil.delete_many(debris)
+        done.append("removed %d temporary file(s) an interrupted run left" % len(debris))
     return done
 
 
@@ -212,8 +312,31 @@ def plan(shard_counts, written):
             "written": sorted(written)}
 
 
-def write_committed(staging, the_plan, summary_bytes, label_map_text):
-    """The point of no return: from here on the new output is the output."""
+def check_destinations(output, the_plan=None):
+    """Raise OutputUnusable if a file of the output cannot be put in place (a folder in the way of a
+    shard, a split folder that is a file, a folder that cannot be written). Object stores have
+    no such obstacles."""
+    if fsutil.is_remote(output):
+        return
+    names = [(output, SUMMARY), (output, LABEL_MAP)]
+    for split_name in SPLITS:
+        folder = os.path.join(output, split_name)
+        if os.path.lexists(folder) and not os.path.isdir(folder):
+            raise OutputUnusable("%s is in the way of the %s folder; move it away and run again" % (folder, split_name))
+        if os.path.isdir(folder) and not os.access(folder, os.W_OK):
+            raise OutputUnusable("cannot write in %s: permission denied" % folder)
+        names += [(folder, name) for name in ((the_plan or {}).get("shards") or {}).get(split_name, [])]
+    for folder, name in names:
+        path = os.path.join(folder, name)
+        if os.path.lexists(path) and (os.path.islink(path) or not os.path.isfile(path)):
+            raise OutputUnusable("%s is in the way of the output's %s (it is not a plain file); move it away "
+                                 "and run again" % (path, name))
+
+
+def write_committed(output, staging, the_plan, summary_bytes, label_map_text):
+    """The point of no return: from here on the new output is the output. Every destination is
+    checked first, so a commit that could not finish is refused with the old output untouched."""
+    check_destinations(output, the_plan)
     fsutil.write_atomically(fsutil.join(staging, SUMMARY), summary_bytes)
     fsutil.write_atomically(fsutil.join(staging, LABEL_MAP), label_map_text.encode("utf-8"))
     fsutil.write_atomically(fsutil.join(staging, COMMITTED), json.dumps(the_plan).encode("utf-8"))
@@ -229,6 +352,7 @@ def commit(output, staging):
 
     staged = fsutil.list_tree(staging)
     written = set(the_plan["written"])
+    temp_folder = None if fsutil.is_remote(output) else staging
     moves, empties = [], []
     for split_name in SPLITS:
         names = the_plan["shards"].get(split_name, [])
@@ -248,10 +372,11 @@ def commit(output, staging):
                 raise RuntimeError("shard %s is neither staged nor in place" % rel)
     fsutil.rename_many([m[0] for m in moves], [m[1] for m in moves])
     for path in empties:
-        fsutil.write_atomically(path, b"")
-    fsutil.write_atomically(fsutil.join(output, LABEL_MAP), fsutil.read_bytes(fsutil.join(staging, LABEL_MAP)))
-    fsutil.write_atomically(old_summary, new_summary)
-    fsutil.delete_tree(staging)
+        fsutil.write_atomically(path, b"", temp_folder)
+    fsutil.write_atomically(fsutil.join(output, LABEL_MAP), fsutil.read_bytes(fsutil.join(staging, LABEL_MAP)),
+                            temp_folder)
+    fsutil.write_atomically(old_summary, new_summary, temp_folder)
+    fsutil.delete_tree(staging, first=[COMMITTED])
 
 
 def existing_output(output):

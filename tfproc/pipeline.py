@@ -18,7 +18,9 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from tfproc import frames as frames_lib
-from tfproc import fsutil, labels, layout, output, report, shards, split, summary
+from tfproc import fsutil, labels, layout, orphans, output, report, shards, split, summary
+
+orphans.watch_main()     # in a worker process of --direct_running_mode multi_processing
 
 LABEL_MAP = output.LABEL_MAP
 SUMMARY = output.SUMMARY
@@ -202,9 +204,15 @@ def finish(merged, settings, label_map, totals):
 
     Safe to run again (Dataflow retries a failed bundle): the commit is idempotent.
     """
-    if fsutil.is_file(fsutil.join(settings.staging, output.COMMITTED)):
-        output.commit(settings.output, settings.staging)    # a retry after the point of no return
-        return
+    if not fsutil.is_file(fsutil.join(settings.staging, output.COMMITTED)):
+        _commit_point(merged, settings, label_map, totals)
+    output.commit(settings.output, settings.staging)
+    if fsutil.is_remote(settings.output):
+        output.release_remote(settings.output, settings.run_id)   # a Dataflow job left to itself ends here
+
+
+def _commit_point(merged, settings, label_map, totals):
+    """Check the run and write COMMITTED: up to here a failure leaves the old output untouched."""
     for name, reason, detail in settings.skipped:
         report.add_skipped(merged, name, reason, detail)
     counts = _shard_counts(settings, totals)
@@ -222,10 +230,11 @@ def finish(merged, settings, label_map, totals):
     if not sum(s["images"] for s in result["splits"].values()):
         raise ConversionFailed("no frame could be converted (%d item(s) skipped)" % result["skipped_total"])
     the_plan = output.plan(counts, merged["shards_written"])
-    output.write_committed(settings.staging, the_plan, _json(result), label_map.to_pbtxt())
-    output.commit(settings.output, settings.staging)
-    if fsutil.is_remote(settings.output):
-        output.release_remote(settings.output, settings.run_id)   # a Dataflow job left to itself ends here
+    try:
+        output.verify(settings.output, settings.run_id)
+        output.write_committed(settings.output, settings.staging, the_plan, _json(result), label_map.to_pbtxt())
+    except (output.OutputBusy, output.OutputUnusable) as error:
+        raise ConversionFailed(str(error))
 
 
 def write_manifest(settings, datasets):
