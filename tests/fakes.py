@@ -39,7 +39,7 @@ class FakeServer:
                 except ValueError:
                     body = raw.decode("utf-8", "replace")
                 request = {"method": self.command, "path": url.path, "query": parse_qs(url.query),
-                           "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
+                           "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body, "raw": raw}
                 server.requests.append(request)
                 for method, pattern, handler in reversed(server.routes):
                     match = re.fullmatch(pattern, url.path)
@@ -55,9 +55,10 @@ class FakeServer:
                     return
                 status, payload = result[0], result[1]
                 headers = result[2] if len(result) > 2 else {}
-                data = json.dumps(payload).encode()
+                raw_answer = isinstance(payload, bytes)
+                data = payload if raw_answer else json.dumps(payload).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", "application/octet-stream" if raw_answer else "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 for name, value in headers.items():
                     self.send_header(name, value)
@@ -101,3 +102,80 @@ def write_service_account(path, token_uri, project="test-project"):
     with open(path, "w") as f:
         json.dump(info, f)
     return path
+
+
+class FakeGcs:
+    """The part of Cloud Storage's JSON API a lock needs (insert, get, download, delete), with
+    object generations and ``ifGenerationMatch`` honoured as Google documents them (HTTP 412 when the
+    precondition fails; generation 0 means "no such object"). gcp-storage-emulator ignores them."""
+
+    def __init__(self, server):
+        self.server, self.objects, self.next_generation = server, {}, 1000
+        self.lock = threading.Lock()
+        server.route("POST", r"/upload/storage/v1/b/([^/]+)/o", self.insert)
+        server.route("GET", r"/storage/v1/b/([^/]+)/o/(.+)", self.get)
+        server.route("GET", r"/download/storage/v1/b/([^/]+)/o/(.+)", self.download)
+        server.route("DELETE", r"/storage/v1/b/([^/]+)/o/(.+)", self.delete)
+
+    def client(self, project="test-project"):
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+        return storage.Client(project=project, credentials=AnonymousCredentials(),
+                              client_options={"api_endpoint": self.server.url})
+
+    def _failed(self, request, key):
+        wanted = request["query"].get("ifGenerationMatch")
+        if wanted is None:
+            return False
+        current = self.objects[key]["generation"] if key in self.objects else 0
+        return int(wanted[0]) != current
+
+    def _resource(self, key):
+        item = self.objects[key]
+        return {"bucket": key[0], "name": key[1], "generation": str(item["generation"]), "metageneration": "1",
+                "size": str(len(item["data"])), "contentType": "application/octet-stream"}
+
+    def insert(self, request):
+        boundary = re.search(r'boundary="?([^";]+)"?', request["headers"]["content-type"]).group(1).encode()
+        parts = [p for p in request["raw"].split(b"--" + boundary) if p.strip() not in (b"", b"--")]
+        metadata = json.loads(parts[0].split(b"\r\n\r\n", 1)[1].strip())
+        data = parts[1].split(b"\r\n\r\n", 1)[1][:-2]      # the part ends with CRLF
+        key = (request["match"].group(1), metadata["name"])
+        with self.lock:
+            if self._failed(request, key):
+                return 412, {"error": {"code": 412, "message": "conditionNotMet"}}
+            self.next_generation += 1
+            self.objects[key] = {"data": data, "generation": self.next_generation}
+            return 200, self._resource(key)
+
+    def _key(self, request):
+        from urllib.parse import unquote
+        return request["match"].group(1), unquote(request["match"].group(2))
+
+    def get(self, request):
+        key = self._key(request)
+        with self.lock:
+            if key not in self.objects:
+                return 404, {"error": {"code": 404, "message": "No such object"}}
+            if self._failed(request, key):
+                return 412, {"error": {"code": 412, "message": "conditionNotMet"}}
+            return 200, self._resource(key)
+
+    def download(self, request):
+        key = self._key(request)
+        with self.lock:
+            if key not in self.objects:
+                return 404, {"error": {"code": 404, "message": "No such object"}}
+            if self._failed(request, key):
+                return 412, {"error": {"code": 412, "message": "conditionNotMet"}}
+            return 200, self.objects[key]["data"], {"x-goog-generation": str(self.objects[key]["generation"])}
+
+    def delete(self, request):
+        key = self._key(request)
+        with self.lock:
+            if key not in self.objects:
+                return 404, {"error": {"code": 404, "message": "No such object"}}
+            if self._failed(request, key):
+                return 412, {"error": {"code": 412, "message": "conditionNotMet"}}
+            del self.objects[key]
+            return 200, {}

@@ -73,7 +73,17 @@ def test_gs_to_gs_matches_the_local_conversion(gcs, tmp_path):
     from click.testing import CliRunner
     from launcher.cli import main as launcher
     result = CliRunner().invoke(launcher, [
-        "train", "--dry-run", "--project", "test-project", "--dataset", source + "/output",
+        "train", "--dry-run", "--project", "test-project", "--dataset", source + "/output", "--image", "img:1",
+        "--job-dir", "gs://%s/models/e2e" % BUCKET, "--job-id", "e2e"])
+    assert result.exit_code == 0, result.stderr
+    body = json.loads(result.stdout.split("(not sent):\n", 1)[1].split("\n\nThe same with gcloud", 1)[0])
+    args = body["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["args"]
+    assert args[:3] == ["train", "--dataset", source + "/output"]
+    eval_images = json.loads(gcs.bucket(BUCKET).blob(source[len("gs://%s/" % BUCKET):] + "/output/summary.json")
+                             .download_as_bytes())["splits"]["eval"]["images"]
+    assert args[args.index("--num-eval-images") + 1] == str(min(200, eval_images))
+    result = CliRunner().invoke(launcher, [
+        "train", "--backend", "ml", "--dry-run", "--project", "test-project", "--dataset", source + "/output",
         "--job-dir", "gs://%s/models/e2e" % BUCKET, "--job-id", "e2e", "--num-eval-images", "0"])
     assert result.exit_code == 0, result.stderr
     body = json.loads(result.stdout.split("(not sent):\n", 1)[1].split("\n\nThe same with gcloud", 1)[0])

@@ -199,7 +199,7 @@ def test_the_local_default_is_beams_in_memory_runner_never_prism_nor_threads():
     options = cli._pipeline_options([])
     assert options.view_as(DirectOptions).direct_running_mode == "in_memory"
     assert options.view_as(DirectOptions).direct_num_workers == 1
-    assert isinstance(cli._local_runner(), FnApiRunner) and cli._is_local(options)
+    assert isinstance(cli._local_runner(options), FnApiRunner) and cli._is_local(options)
     chosen = cli._pipeline_options(["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
     assert chosen.view_as(DirectOptions).direct_running_mode == "multi_processing"
 

@@ -5,6 +5,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -336,9 +337,18 @@ def _check_credentials():
                          "GOOGLE_APPLICATION_CREDENTIALS to a service-account key file")
 
 
-def _local_runner():
+def _local_runner(options):
+    """Beam's FnApiRunner. In multi_processing mode its worker processes start through
+    ``tfproc.beam_worker``, which ends them when this process dies, even by SIGKILL."""
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-    return FnApiRunner()
+    from apache_beam.transforms import environments
+    direct = options.view_as(DirectOptions)
+    if direct.direct_running_mode != "multi_processing":
+        return FnApiRunner()
+    direct.direct_running_mode = "in_memory"    # else Beam replaces the environment below by its own
+    logging.getLogger("apache_beam.runners.portability.fn_api_runner.fn_runner").setLevel(logging.ERROR)
+    return FnApiRunner(default_environment=environments.SubprocessSDKEnvironment.from_command_string(
+        "%s -m tfproc.beam_worker" % shlex.quote(sys.executable)))
 
 
 def _run_pipeline(settings, options, claim):
@@ -347,7 +357,7 @@ def _run_pipeline(settings, options, claim):
     progress.start()
     result = None
     try:
-        p = beam.Pipeline(runner=_local_runner() if _is_local(options) else None, options=options)
+        p = beam.Pipeline(runner=_local_runner(options) if _is_local(options) else None, options=options)
         pipeline.build_pipeline(p, settings)
         result = p.run()
         if "Dataflow" in _runner(options) and hasattr(result, "job_id") and result.job_id():

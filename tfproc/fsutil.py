@@ -12,9 +12,11 @@ from apache_beam.io.filesystems import FileSystems
 _RAW = CompressionTypes.UNCOMPRESSED
 MAX_INPUT_BYTES = 1 << 30      # no annotation file or image is larger; /dev/zero would never end
 
-# For tests: the Nth change to a file (write, rename, unlink) kills this process with SIGKILL, so a
-# test can kill a run at every step of its commit and its recovery.
+# For tests: the Nth change to a local file (write, rename, unlink) kills this process with
+# SIGKILL, so a test can kill a run at every step of its commit and its recovery; with the trace
+# on, each change is named on stderr.
 _KILL_AT = int(os.environ.get("TFPROC_KILL_AT_CHANGE", "0") or 0)
+_TRACE = bool(os.environ.get("TFPROC_TRACE_CHANGES"))
 _changes = [0]
 
 
@@ -23,8 +25,10 @@ class NotAFile(OSError):
 
 
 def _changing(path):
-    if _KILL_AT:
+    if _KILL_AT or _TRACE:
         _changes[0] += 1
+        if _TRACE:
+            os.write(2, ("tfproc change %d %s\n" % (_changes[0], printable(path))).encode())
         if _changes[0] == _KILL_AT:
             os.kill(os.getpid(), signal.SIGKILL)
 

@@ -18,9 +18,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from tfproc import frames as frames_lib
-from tfproc import fsutil, labels, layout, orphans, output, report, shards, split, summary
-
-orphans.watch_main()     # in a worker process of --direct_running_mode multi_processing
+from tfproc import fsutil, labels, layout, output, report, shards, split, summary
 
 LABEL_MAP = output.LABEL_MAP
 SUMMARY = output.SUMMARY
