@@ -158,6 +158,9 @@ def _backend(backend, project, region, api_endpoint, logging_endpoint=None):
               help="vertex: your own workerPoolSpecs as JSON/YAML (replaces --accelerator)")
 @click.option("--backbone", type=click.Choice(["resnet-50", "resnet-18", "mobilenet"]), default="resnet-50",
               show_default=True, help="vertex: the trainer's backbone")
+@click.option("--init-checkpoint", metavar="imagenet|none|gs://...",
+              help="vertex: where the backbone starts (default: imagenet for resnet-50, Model Garden's published "
+                   "ImageNet checkpoint; none for the others)")
 @click.option("--params-override", "params_overrides", multiple=True, metavar="YAML|JSON|FILE",
               help="vertex: Model Garden settings for the trainer, checked before sending (repeatable)")
 @click.option("--service-account", help="vertex: the account the job runs as")

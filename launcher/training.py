@@ -76,6 +76,7 @@ class TrainRequest:
     hyperparameters: dict = dataclasses.field(default_factory=dict)   # the seed's, those set
     num_classes: int = None
     backbone: str = "resnet-50"
+    init_checkpoint: str = ""           # vertex: "" = imagenet where Model Garden publishes one, else none
     params_overrides: tuple = ()        # vertex: Model Garden overrides (YAML/JSON text or files)
     extra_args: tuple = ()              # ml: the built-in algorithm's name=value arguments
     training_data: str = ""             # ml: a TFRecord pattern instead of --dataset's

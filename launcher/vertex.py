@@ -131,7 +131,7 @@ def strategy(pools):
 
 
 def trainer_args(dataset, hyperparameters, num_classes=None, backbone="resnet-50", strategy_name="auto",
-                 spec=None, overrides=()):
+                 spec=None, overrides=(), init_checkpoint=None):
     """``python -m trainer`` arguments: the same flags as a local ``python -m trainer train``, plus the
     strategy and what the machine promises."""
     args = ["train", "--dataset", dataset]
@@ -140,6 +140,8 @@ def trainer_args(dataset, hyperparameters, num_classes=None, backbone="resnet-50
     if num_classes is not None:
         args += ["--num-classes", str(num_classes)]
     args += ["--backbone", backbone, "--strategy", strategy_name]
+    if init_checkpoint:
+        args += ["--init-checkpoint", init_checkpoint]
     if spec:
         expected = promise(spec)
         if expected:
@@ -291,11 +293,21 @@ class VertexBackend(training.Backend):
         else:
             pools = worker_pools(request.accelerator or "gpu", request.gpus, request.replicas)
         strategy_name = strategy(pools)
+        init = request.init_checkpoint or ("imagenet" if request.backbone in trainer_config.IMAGENET_CHECKPOINTS
+                                           else "none")
+        try:
+            trainer_config.resolve_init_checkpoint(init if "://" in init or init in ("imagenet", "none") else None,
+                                                   request.backbone)
+        except trainer_config.ConfigError as error:
+            raise UsageError(str(error))
+        if init not in ("imagenet", "none") and "://" not in init:
+            raise UsageError("--init-checkpoint must be imagenet, none or a gs:// checkpoint the job can read, got %s"
+                             % init)
         dataset = request.dataset.rstrip("/")
         body = job_body(
             request.job_id, request.job_dir.rstrip("/"), pools, request.image,
             lambda spec: trainer_args(dataset, values, request.num_classes, request.backbone, strategy_name,
-                                      spec, overrides),
+                                      spec, overrides, None if init == "none" else init),
             labels=request.labels, service_account=request.service_account, network=request.network,
             timeout_seconds=timeout, tensorboard=request.tensorboard, enable_web_access=request.enable_web_access)
         return training.Plan(request, body, gcloud_command(body, self.region, "job.yaml"), "job.yaml",

@@ -97,6 +97,7 @@ def test_vertex_is_the_default_and_runs_the_projects_image(fake_vertex, google, 
     assert pairs["--backbone"] == "resnet-50" and "--image-size" not in pairs
     assert pairs["--strategy"] == "one_device" and pairs["--expect-accelerator"] == "gpu:1"
     assert pairs["--machine-type"] == "g2-standard-8"
+    assert pairs["--init-checkpoint"] == "imagenet"         # a cloud run starts from ImageNet
     # nothing is installed at job start: no package is uploaded
     assert not list(cloud.storage.list_blobs(BUCKET, prefix="models/vtx_1/"))
     assert "submitted Vertex job vtx_1 (id 1000, PREPARING)" in out
@@ -189,6 +190,8 @@ def test_job_options_land_where_the_custom_job_wants_them(fake_vertex, google, d
     (["--params-override", "[1, 2]"], "must be a mapping"),
     (["--params-override", "missing.yaml"], "missing.yaml: No such file"),
     (["--params-override", "{task: {model: {nope: 1}}}"], None),
+    (["--init-checkpoint", "/home/me/ckpt-1"], "--init-checkpoint must be imagenet, none or a gs://"),
+    (["--backbone", "mobilenet", "--init-checkpoint", "imagenet"], "no ImageNet checkpoint for --backbone mobilenet"),
 ])
 def test_bad_options_are_refused_before_anything_is_sent(fake_vertex, google, dataset, flags, message):
     code, _, err = vertex_train(dataset, "vtx_bad", *flags)
@@ -298,6 +301,7 @@ def test_the_pipeline_step_trains_on_vertex_through_the_library(fake_vertex, goo
     assert out == job_dir("pipe") + "/checkpoints" and seen == ["RUNNING", "SUCCEEDED"]
     args = google.calls("POST", JOBS)[0]["body"]["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["args"]
     assert pairs_of(args)["--max-steps"] == "9" and pairs_of(args)["--backbone"] == "mobilenet"
+    assert "--init-checkpoint" not in args      # no published ImageNet checkpoint for mobilenet
     assert json.loads(args[args.index("--params-override") + 1]) == {"trainer": {"steps_per_loop": 3}}
 
 

@@ -29,6 +29,11 @@ def _guarded(command):
     return wrapper
 
 
+def _checkpoint_option(command):
+    return click.option("--checkpoint", default="latest", show_default=True, metavar="latest|best|STEP",
+                        help="which checkpoint: the newest, the best evaluation's (MODEL_DIR/best), or a step")(command)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main():
     """Train, evaluate and export the object detector (TF Model Garden's RetinaNet, the maintained
@@ -37,7 +42,8 @@ def main():
     \b
       python -m trainer train    --dataset OUT --model-dir runs/m1 [--max-steps 75000 ...]
       python -m trainer evaluate --dataset REAL_OUT --model-dir runs/m1
-      python -m trainer export   --model-dir runs/m1
+      python -m trainer export   --model-dir runs/m1 [--checkpoint best]
+      python -m trainer predict  --model-dir runs/m1 --dataset OUT --output runs/m1/predictions
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -65,7 +71,14 @@ def _hyperparameter_options(command):
 @_hyperparameter_options
 @click.option("--backbone", type=click.Choice(sorted(config.BACKBONES)), default="resnet-50", show_default=True,
               help="mobilenet for quick runs")
-@click.option("--init-checkpoint", help="a pretrained backbone checkpoint you have (nothing is downloaded)")
+@click.option("--init-checkpoint", metavar="none|imagenet|CHECKPOINT",
+              help="where the backbone starts: none (default: random weights), imagenet (Model Garden's published "
+                   "ImageNet checkpoint for resnet-50, read from gs://cloud-tpu-checkpoints), or a checkpoint of yours")
+@click.option("--init-from", metavar="MODEL_DIR",
+              help="start from a trained model's whole network (its head too when the classes match), e.g. to "
+                   "fine-tune a synthetic model on real photos")
+@click.option("--best-metric", default="AP", show_default=True,
+              help="the COCO metric that picks the checkpoint kept in MODEL_DIR/best/")
 @click.option("--strategy", type=click.Choice(devices.STRATEGIES), default="auto", show_default=True,
               help="auto: multi_worker_mirrored when TF_CONFIG names several machines, tpu on a TPU, mirrored "
                    "on several GPUs, else one_device (CPU or one GPU)")
@@ -94,13 +107,15 @@ def train(dataset, model_dir, params_overrides, **options):
 @click.option("--split", type=click.Choice(["eval", "train"]), default="eval", show_default=True,
               help="which split of the dataset to score (real photos converted with --eval-pct 0 are in train)")
 @click.option("--num-eval-images", type=int, default=0, help="images to score (default 0: all of the split)")
-@click.option("--output", help="where metrics.json goes (default: MODEL_DIR/eval_<dataset folder name>/)")
+@click.option("--output", help="where metrics.json and pr_curves.png go (default: MODEL_DIR/eval/<the dataset's "
+                                "parent and folder>-<split>-<hash of its path>/)")
+@_checkpoint_option
 @_guarded
-def evaluate(dataset, model_dir, split, num_eval_images, output):
-    """Score the newest checkpoint with COCO AP/AR on a conversion output; print a table with
-    per-class AP and write metrics.json."""
+def evaluate(dataset, model_dir, split, num_eval_images, output, checkpoint):
+    """Score a checkpoint with COCO AP/AR on a conversion output; print a table with per-class AP and
+    write metrics.json and per-class precision-recall curves (pr_curves.png)."""
     from trainer import commands
-    metrics = commands.evaluate(dataset, model_dir, split, num_eval_images, output)
+    metrics = commands.evaluate(dataset, model_dir, split, num_eval_images, output, checkpoint)
     click.echo(table(metrics))
     click.echo("metrics: %s" % metrics["path"])
 
@@ -123,13 +138,34 @@ def table(metrics):
 @main.command()
 @click.option("--model-dir", help="the trained model's folder (%s)" % DEFAULT_MODEL_DIR)
 @click.option("--output", help="where the SavedModel goes (default: MODEL_DIR/export)")
+@_checkpoint_option
 @_guarded
-def export(model_dir, output):
-    """Write a SavedModel of the newest checkpoint: serving_default takes uint8 images
-    [1, height, width, 3] and returns detection_boxes, detection_classes, detection_scores and
-    num_detections."""
+def export(model_dir, output, checkpoint):
+    """Write a SavedModel: serving_default takes uint8 images [1, height, width, 3] of any size and
+    returns detection_boxes [1, 100, 4] as [ymin, xmin, ymax, xmax] normalised to the image given,
+    detection_classes, detection_scores, num_detections and image_info."""
     from trainer import commands
-    click.echo("SavedModel: %s" % commands.export(model_dir, output))
+    click.echo("SavedModel: %s" % commands.export(model_dir, output, checkpoint))
+
+
+@main.command()
+@click.option("--model-dir", help="the trained model's folder (%s)" % DEFAULT_MODEL_DIR)
+@click.option("--dataset", required=True, help="a conversion output whose images to run the model on")
+@click.option("--output", help="where detections.json and contact_sheet.png go (default: MODEL_DIR/predictions)")
+@click.option("--split", type=click.Choice(["eval", "train"]), default="eval", show_default=True)
+@click.option("--max-images", type=click.IntRange(min=1), default=50, show_default=True, help="images to run on")
+@click.option("--min-score", type=click.FloatRange(0, 1), default=0.3, show_default=True,
+              help="detections below this score are left out")
+@_checkpoint_option
+@_guarded
+def predict(model_dir, dataset, output, split, max_images, min_score, checkpoint):
+    """Run the model on a split's images: COCO-format detections (image_id, category_id, bbox in
+    pixels as [x, y, width, height], score) and a contact sheet of the predictions (coloured, with
+    class and score) beside the ground truth (green)."""
+    from trainer import commands
+    detections, sheet = commands.predict(dataset, model_dir, output, split, max_images, min_score, checkpoint)
+    click.echo("%d detections: %s" % (len(detections), os.path.join(os.path.dirname(sheet), "detections.json")))
+    click.echo("contact sheet: %s" % sheet)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 steps both call these; each failure a user can act on is a ``TrainerError`` with one line."""
 import os
 import sys
+import time
 
-from trainer import config, devices
+from trainer import config, devices, plots
 from trainer.dataset import DatasetError
 
 
@@ -24,24 +25,29 @@ def model_dir_or_default(value):
     return value.rstrip("/")
 
 
-def train(dataset, model_dir=None, backbone="resnet-50", init_checkpoint=None, strategy="auto", tpu=None,
-          num_classes=None, params_overrides=(), expect_accelerator=None, machine_type=None, **hyperparameters):
+def train(dataset, model_dir=None, backbone="resnet-50", init_checkpoint=None, init_from=None, strategy="auto",
+          tpu=None, num_classes=None, params_overrides=(), expect_accelerator=None, machine_type=None,
+          best_metric="AP", **hyperparameters):
     """Train (and evaluate every ``train_steps_per_eval`` steps) on the dataset's train split.
 
     ``hyperparameters`` are the seed's (``config.HYPERPARAMETERS``); one left out, or None, takes its
-    default, and ``num_eval_images`` None means at most 200. ``expect_accelerator`` ("gpu:N",
-    "tpu:N") is what the machine was promised: training stops at once if TensorFlow sees less.
+    default, and ``num_eval_images`` None means at most 200. ``init_checkpoint`` is a backbone
+    checkpoint, or "imagenet" for Model Garden's published one; ``init_from`` a trained model dir
+    whose whole network (its head too when the classes match) starts this training.
+    ``expect_accelerator`` ("gpu:N", "tpu:N") is what the machine was promised: training stops at
+    once if TensorFlow sees less. Each evaluation appends to MODEL_DIR/metrics_history.jsonl,
+    redraws learning_curve.png and keeps the best checkpoint (by ``best_metric``) in MODEL_DIR/best/.
     Returns the model dir.
     """
     try:
-        return _train(dataset, model_dir, backbone, init_checkpoint, strategy, tpu, num_classes,
-                      params_overrides, expect_accelerator, machine_type, hyperparameters)
+        return _train(dataset, model_dir, backbone, init_checkpoint, init_from, strategy, tpu, num_classes,
+                      params_overrides, expect_accelerator, machine_type, best_metric, hyperparameters)
     except (DatasetError, config.ConfigError, devices.AcceleratorMissing) as error:
         raise TrainerError(str(error)) from None
 
 
-def _train(dataset, model_dir, backbone, init_checkpoint, strategy, tpu, num_classes, params_overrides,
-           expect_accelerator, machine_type, hyperparameters):
+def _train(dataset, model_dir, backbone, init_checkpoint, init_from, strategy, tpu, num_classes, params_overrides,
+           expect_accelerator, machine_type, best_metric, hyperparameters):
     try:
         promise = devices.parse_promise(expect_accelerator)
     except ValueError as error:
@@ -75,8 +81,19 @@ def _train(dataset, model_dir, backbone, init_checkpoint, strategy, tpu, num_cla
     if not explicit_eval_images:
         hp["num_eval_images"] = min(config.HYPERPARAMETERS["num_eval_images"], data.images["eval"])
     mode = "train_and_eval" if data.images["eval"] else "train"
-    values = config.overrides(data, hp, backbone, size, init_checkpoint)
+    check_shards(data, ("train", "eval") if data.images["eval"] else ("train",))
+    if init_checkpoint and init_from:
+        raise TrainerError("pass --init-checkpoint (a backbone) or --init-from (a whole trained model), not both")
+    backbone_checkpoint = config.resolve_init_checkpoint(init_checkpoint, backbone)
+    values = config.overrides(data, hp, backbone, size, backbone_checkpoint)
     params = config.experiment([values] + [config.parse_override(o) for o in params_overrides])
+    if best_metric not in engine.COCO_KEYS:
+        raise TrainerError("--best-metric must be one of %s, got %s" % (", ".join(engine.COCO_KEYS), best_metric))
+    initialize, starts_from = None, ("ImageNet checkpoint %s" % backbone_checkpoint if init_checkpoint == "imagenet"
+                                     else "the backbone of %s" % backbone_checkpoint if backbone_checkpoint
+                                     else "scratch (random weights)")
+    if init_from:
+        initialize, starts_from = initializer_from(init_from, params)
 
     step = engine.latest_step(model_dir)
     if step is not None:
@@ -86,7 +103,7 @@ def _train(dataset, model_dir, backbone, init_checkpoint, strategy, tpu, num_cla
         _say("resuming from the checkpoint at step %d in %s" % (step, model_dir))
     chief = devices.is_chief()
     if chief:
-        engine.save_params(params, model_dir)
+        engine.save_params(params, model_dir, resumed_at=step)
     try:
         distribution = engine.strategy_for(chosen, tpu)
     except (ValueError, RuntimeError) as error:     # e.g. no TPU where one was promised
@@ -95,29 +112,120 @@ def _train(dataset, model_dir, backbone, init_checkpoint, strategy, tpu, num_cla
     if promise and promise[0] == "tpu":
         import tensorflow as tf
         devices.check_promise(promise, gpus, len(tf.config.list_logical_devices("TPU")), seen, machine_type)
-    progress = engine.Progress(params.trainer.train_steps, step or 0, params.trainer.steps_per_loop)
+    progress = engine.Progress(params.trainer.train_steps, step or 0)
     metrics_path = os.path.join(model_dir, engine.METRICS)
+    began = time.time()
 
-    def evaluated(logs):
-        metrics = dict(engine.plain_metrics(logs, data.names), step=progress.step, dataset=data.path, split="eval")
+    def evaluated(logs, at_step):
+        metrics = dict(engine.plain_metrics(logs, data.names), step=at_step, dataset=data.path, split="eval")
         if chief:
             engine.write_metrics(metrics_path, metrics)
+            entry = {k: v for k, v in metrics.items() if k not in ("dataset", "split")}
+            entry.update(train_loss=progress.loss, wall_time=round(time.time(), 1),
+                         elapsed_seconds=round(time.time() - began, 1))
+            history = engine.append_history(model_dir, entry)
+            with tf_gfile_writer(os.path.join(model_dir, engine.CURVE)) as f:
+                plots.learning_curve(history, f)
+            if best_metric in metrics and engine.keep_best(model_dir, at_step, best_metric, metrics[best_metric]):
+                _say("best %s so far (%.4f): the checkpoint of step %d is kept in %s"
+                     % (best_metric, metrics[best_metric], at_step, os.path.join(model_dir, engine.BEST)))
         _say("evaluation at step %d: AP %.4f, AP50 %.4f, ARmax100 %.4f (%s)" % (
-            progress.step, metrics.get("AP", float("nan")), metrics.get("AP50", float("nan")),
+            at_step, metrics.get("AP", float("nan")), metrics.get("AP50", float("nan")),
             metrics.get("ARmax100", float("nan")), metrics_path))
 
-    _say("training %s on %s: %d classes, input %dx%d, batch %d, %d steps, %s; strategy %s with %d replica(s) "
-         "(TensorFlow sees: %s)" % (
+    _say("training %s on %s: %d classes, input %dx%d, batch %d, %d steps, %s; starting from %s; strategy %s "
+         "with %d replica(s) (TensorFlow sees: %s)" % (
              backbone, data.path, data.num_classes, size[0], size[1], params.task.train_data.global_batch_size,
-             params.trainer.train_steps, mode.replace("_", " "), chosen, distribution.num_replicas_in_sync,
-             ", ".join(seen)))
-    engine.run(params, model_dir, mode, distribution, on_train=progress, on_eval=evaluated,
-               log_dir=os.environ.get("AIP_TENSORBOARD_LOG_DIR"))
+             params.trainer.train_steps, mode.replace("_", " "),
+             "the checkpoint at step %d" % step if step else starts_from, chosen,
+             distribution.num_replicas_in_sync, ", ".join(seen)))
+    with damaged_shards_named(data):
+        engine.run(params, model_dir, mode, distribution, on_train=progress, on_eval=evaluated,
+                   log_dir=os.environ.get("AIP_TENSORBOARD_LOG_DIR"), initialize=initialize)
     _say("trained to step %d; checkpoints in %s" % (params.trainer.train_steps, model_dir))
     aip_model_dir = os.environ.get("AIP_MODEL_DIR")
     if chief and aip_model_dir and aip_model_dir.rstrip("/") != model_dir:
         _say("exported the SavedModel to %s" % engine.export(params, latest_checkpoint(model_dir), aip_model_dir))
     return model_dir
+
+
+def tf_gfile_writer(path):
+    import tensorflow as tf
+    return tf.io.gfile.GFile(path, "wb")
+
+
+def check_shards(data, splits):
+    """Refuse, before a model is built, a split whose summary counts images but that has no shards."""
+    import tensorflow as tf
+    for split in splits:
+        if data.images.get(split) and not tf.io.gfile.glob(data.pattern(split)):
+            raise TrainerError("%s says the %s split holds %d images, but %s matches no file: the output is "
+                               "damaged or incomplete; convert again" % (data.path, split, data.images[split],
+                                                                         data.pattern(split)))
+
+
+class damaged_shards_named:
+    """Turn TensorFlow's DataLossError (a truncated or corrupt shard) into a line naming the shard."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, trace):
+        import tensorflow as tf
+        if kind is None or not issubclass(kind, tf.errors.DataLossError):
+            return False
+        raise TrainerError("a shard of %s is damaged (%s): %s; convert the dataset again"
+                           % (self.data.path, first_damaged_shard(self.data) or "which one is unknown",
+                              str(error).strip().splitlines()[0][:200])) from None
+
+
+def first_damaged_shard(data):
+    import tensorflow as tf
+    for split in ("train", "eval"):
+        for path in sorted(tf.io.gfile.glob(data.pattern(split))):
+            try:
+                for _ in tf.data.TFRecordDataset(path):
+                    pass
+            except tf.errors.DataLossError:
+                return path
+    return None
+
+
+def initializer_from(source, params):
+    """``(initialize(model), what it starts from)`` for --init-from: the backbone and decoder of a
+    trained model, and its head when it knows the same classes."""
+    import tensorflow as tf
+
+    from trainer import engine
+    source = source.rstrip("/")
+    checkpoint = tf.train.latest_checkpoint(source) if tf.io.gfile.exists(source) else None
+    if not checkpoint:
+        raise TrainerError("--init-from %s: no checkpoint there (a model dir of python -m trainer train)" % source)
+    try:
+        trained = engine.load_params(source)
+    except FileNotFoundError as error:
+        raise TrainerError(str(error)) from None
+    ours, theirs = params.task.model, trained.task.model
+    plain = lambda value: value.as_dict() if hasattr(value, "as_dict") else value  # noqa: E731
+    for field in ("backbone", "decoder", "min_level", "max_level"):
+        if plain(getattr(ours, field)) != plain(getattr(theirs, field)):
+            raise TrainerError("--init-from %s: its %s differs from this training's; pass the same --backbone, "
+                               "--fpn-type and overrides" % (source, field))
+    with_head = ours.num_classes == theirs.num_classes and ours.head.as_dict() == theirs.head.as_dict()
+
+    def initialize(model):
+        parts = tf.Module()
+        parts._backbone, parts._decoder = model.backbone, model.decoder
+        if with_head:
+            parts._head = model.head
+        tf.train.Checkpoint(model=parts).read(checkpoint).expect_partial().assert_existing_objects_matched()
+
+    what = "the whole network of %s (step %d%s)" % (
+        source, engine.step_of(checkpoint), "" if with_head else "; a new head: it knows other classes")
+    return initialize, what
 
 
 def latest_checkpoint(model_dir):
@@ -128,22 +236,36 @@ def latest_checkpoint(model_dir):
     return latest
 
 
-def evaluate(dataset, model_dir=None, split="eval", num_eval_images=0, output=None):
-    """Score the newest checkpoint with COCO AP/AR on a split of a conversion output; write
-    OUTPUT/metrics.json (default MODEL_DIR/eval_<dataset folder name>/) and return the metrics."""
+def evaluate(dataset, model_dir=None, split="eval", num_eval_images=0, output=None, checkpoint="latest"):
+    """Score a checkpoint (``latest``, ``best`` or a step) with COCO AP/AR on a split of a conversion
+    output; write OUTPUT/metrics.json and OUTPUT/pr_curves.png (default OUTPUT:
+    MODEL_DIR/eval/<the dataset's folder and its parent>-<split>) and return the metrics."""
     try:
-        return _evaluate(dataset, model_dir, split, num_eval_images, output)
+        return _evaluate(dataset, model_dir, split, num_eval_images, output, checkpoint)
     except (DatasetError, config.ConfigError, FileNotFoundError) as error:
         raise TrainerError(str(error)) from None
 
 
-def _evaluate(dataset, model_dir, split, num_eval_images, output):
+def default_eval_folder(model_dir, dataset_path, split):
+    """MODEL_DIR/eval/<parent>_<folder>-<split>-<hash of the whole path>: two datasets that are both
+    some SRC/output never share one."""
+    import hashlib
+    import re
+    parts = [p for p in dataset_path.rstrip("/").replace("\\", "/").split("/") if p][-2:]
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", "_".join(parts)).strip("_")[-80:] or "dataset"
+    digest = hashlib.sha1(dataset_path.rstrip("/").encode("utf-8", "surrogateescape")).hexdigest()[:6]
+    return os.path.join(model_dir, "eval", "%s-%s-%s" % (readable, split, digest))
+
+
+def _evaluate(dataset, model_dir, split, num_eval_images, output, which):
+    import tensorflow as tf
+
     from trainer import dataset as dataset_lib
     from trainer import engine
     model_dir = model_dir_or_default(model_dir)
     data = dataset_lib.load(dataset)
     trained = engine.load_params(model_dir)
-    checkpoint = latest_checkpoint(model_dir)
+    checkpoint = chosen_checkpoint(model_dir, which)
     if data.num_classes + 1 > trained.task.model.num_classes:
         raise TrainerError("%s has class ids up to %d; the model knows %d classes. Convert real photos with "
                            "--label-map of the synthetic conversion" % (dataset, data.num_classes,
@@ -152,23 +274,48 @@ def _evaluate(dataset, model_dir, split, num_eval_images, output):
     if not available:
         raise TrainerError("the %s split of %s holds no images%s" % (
             split, dataset, "; try --split train" if split == "eval" and data.images["train"] else ""))
+    check_shards(data, (split,))
     count = num_eval_images or available
     batch = max(1, min(config.EVAL_BATCH_SIZE, count))
     params = config.experiment([trained.as_dict(), {
         "task": {"validation_data": {"input_path": data.pattern(split), "global_batch_size": batch,
                                      "drop_remainder": False}, "init_checkpoint": None},
         "trainer": {"validation_steps": -(-count // batch)}}])
-    out_dir = (output or os.path.join(model_dir, "eval_" + os.path.basename(data.path.rstrip("/")))).rstrip("/")
-    logs = engine.evaluate_checkpoint(params, model_dir)
+    out_dir = (output or default_eval_folder(model_dir, data.path, split)).rstrip("/")
+    scratch = out_dir + "/.checkpoint"          # the eval mode scores the newest checkpoint of a folder
+    tf.io.gfile.makedirs(scratch)
+    with tf.io.gfile.GFile(scratch + "/checkpoint", "w") as f:
+        f.write('model_checkpoint_path: "%s"\n' % checkpoint)
+    with damaged_shards_named(data):
+        logs = engine.evaluate_checkpoint(params, scratch)
+    tf.io.gfile.rmtree(scratch)
     metrics = dict(engine.plain_metrics(logs, data.names), step=engine.step_of(checkpoint), dataset=data.path,
                    split=split, checkpoint=checkpoint, images=count)
     metrics["path"] = os.path.join(out_dir, engine.METRICS)
     engine.write_metrics(metrics["path"], {k: v for k, v in metrics.items() if k != "path"})
+    curves = engine.precision_recall_curves(data.names)
+    if curves:
+        with tf_gfile_writer(os.path.join(out_dir, "pr_curves.png")) as f:
+            plots.precision_recall(curves, f)
     return metrics
 
 
-def export(model_dir=None, output=None):
-    """A SavedModel of the newest checkpoint (default MODEL_DIR/export); returns its folder."""
+def chosen_checkpoint(model_dir, which="latest"):
+    from trainer import engine
+    which = str(which or "latest")
+    if which not in ("latest", "best") and not which.isdigit():
+        raise TrainerError("--checkpoint takes latest, best or a step number, got %s" % which)
+    found = engine.choose_checkpoint(model_dir, which)
+    if not found:
+        kept = ", ".join(str(h["step"]) for h in engine.read_history(model_dir)) or "none"
+        raise TrainerError("no %s checkpoint in %s (steps evaluated: %s; the newest checkpoints and the best "
+                           "are kept)" % ("checkpoint of step " + which if which.isdigit() else which, model_dir, kept))
+    return found
+
+
+def export(model_dir=None, output=None, checkpoint="latest"):
+    """A SavedModel of a checkpoint (``latest``, ``best`` or a step; default MODEL_DIR/export); returns
+    its folder."""
     from trainer import engine
     model_dir = model_dir_or_default(model_dir)
     try:
@@ -176,4 +323,55 @@ def export(model_dir=None, output=None):
     except FileNotFoundError as error:
         raise TrainerError(str(error)) from None
     out = (output or os.path.join(model_dir, "export")).rstrip("/")
-    return engine.export(params, latest_checkpoint(model_dir), out)
+    return engine.export(params, chosen_checkpoint(model_dir, checkpoint), out)
+
+
+def predict(dataset, model_dir=None, output=None, split="eval", max_images=50, min_score=0.3, checkpoint="latest",
+            sheet_images=16):
+    """Run the model on up to ``max_images`` images of a split: OUTPUT/detections.json holds COCO
+    detections (image_id, category_id, bbox [x, y, width, height] in pixels, score) at or above
+    ``min_score``, and OUTPUT/contact_sheet.png draws them beside the ground truth. Returns
+    ``(detections, contact sheet path)``."""
+    try:
+        return _predict(dataset, model_dir, output, split, max_images, min_score, checkpoint, sheet_images)
+    except (DatasetError, config.ConfigError, FileNotFoundError) as error:
+        raise TrainerError(str(error)) from None
+
+
+def _predict(dataset, model_dir, output, split, max_images, min_score, which, sheet_images):
+    import json
+
+    import tensorflow as tf
+
+    from trainer import dataset as dataset_lib
+    from trainer import engine
+    model_dir = model_dir_or_default(model_dir)
+    data = dataset_lib.load(dataset)
+    if not data.images[split]:
+        raise TrainerError("the %s split of %s holds no images" % (split, dataset))
+    check_shards(data, (split,))
+    params = engine.normalised_outputs(engine.load_params(model_dir))
+    detector = engine.detector(params, chosen_checkpoint(model_dir, which))
+    out_dir = (output or os.path.join(model_dir, "predictions")).rstrip("/")
+    tf.io.gfile.makedirs(out_dir)
+    detections, thumbs = [], []
+    with damaged_shards_named(data):
+        for record in dataset_lib.records(data, split).take(max_images):
+            image = tf.io.decode_image(record["encoded"], channels=3, expand_animations=False)
+            found = detector(image)
+            height, width = int(record["height"]), int(record["width"])
+            image_id = int(record["source_id"])
+            kept = [(box, label, score) for box, label, score in found if score >= min_score]
+            for (ymin, xmin, ymax, xmax), label, score in kept:
+                detections.append({"image_id": image_id, "category_id": label, "score": round(score, 5),
+                                   "bbox": [round(xmin * width, 2), round(ymin * height, 2),
+                                            round((xmax - xmin) * width, 2), round((ymax - ymin) * height, 2)]})
+            if len(thumbs) < sheet_images:
+                truth = list(zip(record["boxes"], record["labels"]))
+                thumbs.append(plots.draw_boxes(record["encoded"].numpy(), truth, kept, data.names))
+    with tf.io.gfile.GFile(os.path.join(out_dir, "detections.json"), "w") as f:
+        f.write(json.dumps(detections) + "\n")
+    sheet = os.path.join(out_dir, "contact_sheet.png")
+    with tf_gfile_writer(sheet) as f:
+        plots.contact_sheet(thumbs, f)
+    return detections, sheet

@@ -35,6 +35,11 @@ BACKBONES = {
     "resnet-18": {"type": "resnet", "resnet": {"model_id": 18}},
     "mobilenet": {"type": "mobilenet", "mobilenet": {"model_id": "MobileNetV2"}},
 }
+# Model Garden's published ImageNet checkpoints, as its own RetinaNet COCO preset names them
+# (official/vision/configs/retinanet.py); --init-checkpoint imagenet resolves to these.
+IMAGENET_CHECKPOINTS = {
+    "resnet-50": "gs://cloud-tpu-checkpoints/vision-2.0/resnet50_imagenet/ckpt-28080",
+}
 EVAL_BATCH_SIZE = 8
 MAX_LEVEL = 7       # the coarsest feature level: input sides are padded to multiples of 2**MAX_LEVEL
 KEEP_CHECKPOINTS = 3
@@ -80,6 +85,7 @@ def overrides(dataset, hp, backbone, size, init_checkpoint=None, eval_split="eva
     eval_count = requested or available
     eval_batch = max(1, min(EVAL_BATCH_SIZE, eval_count))
     interval = min(int(hp["train_steps_per_eval"]), int(hp["max_steps"]))
+    loop = steps_per_loop(interval)
     return {
         "runtime": {"mixed_precision_dtype": "float32"},
         "task": {
@@ -111,8 +117,8 @@ def overrides(dataset, hp, backbone, size, init_checkpoint=None, eval_split="eva
             "validation_steps": math.ceil(eval_count / eval_batch),
             "validation_interval": interval,
             "checkpoint_interval": interval,
-            "steps_per_loop": min(100, interval),
-            "summary_interval": min(100, interval),
+            "steps_per_loop": loop,
+            "summary_interval": loop,
             "max_to_keep": KEEP_CHECKPOINTS,
             "optimizer_config": {
                 "learning_rate": {"type": "stepwise", "stepwise": {
@@ -125,6 +131,30 @@ def overrides(dataset, hp, backbone, size, init_checkpoint=None, eval_split="eva
             },
         },
     }
+
+
+def resolve_init_checkpoint(value, backbone):
+    """``--init-checkpoint``: None/"none" (scratch), "imagenet" (Model Garden's published ImageNet
+    weights for the backbone), or a checkpoint of your own (a prefix or a folder)."""
+    if not value or value == "none":
+        return None
+    if value == "imagenet":
+        if backbone not in IMAGENET_CHECKPOINTS:
+            raise ConfigError("Model Garden publishes no ImageNet checkpoint for --backbone %s in its configs (only "
+                              "for %s); pass a checkpoint of your own, or none" % (backbone, ", ".join(IMAGENET_CHECKPOINTS)))
+        return IMAGENET_CHECKPOINTS[backbone]
+    if "://" not in value:
+        import glob
+        import os
+        if not (os.path.isdir(value) or glob.glob(glob.escape(value) + ".index")):
+            raise ConfigError("--init-checkpoint %s: no such checkpoint (a prefix with a .index file, or a folder)" % value)
+    return value
+
+
+def steps_per_loop(interval, most=100):
+    """The largest divisor of the evaluation interval up to ``most``: a loop never straddles an
+    evaluation, so each evaluation lands on a step the progress line has shown."""
+    return max(d for d in range(1, min(most, interval) + 1) if interval % d == 0)
 
 
 def parse_override(text):
@@ -166,6 +196,9 @@ def experiment(override_dicts):
             params.override(value, is_strict=True)
         except (KeyError, ValueError, AttributeError) as error:
             raise ConfigError("a parameter override does not fit Model Garden's config: %s" % error)
+    loop = params.trainer.steps_per_loop
+    if isinstance(loop, int) and loop > 0 and params.trainer.summary_interval % loop:
+        params.trainer.summary_interval = loop      # Orbit wants a multiple of the loop
     params.validate()
     params.lock()
     return params

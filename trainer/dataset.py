@@ -54,3 +54,42 @@ def common_resolution(dataset, split="train", sample=200):
     if not counts:
         raise DatasetError("the %s records under %s are empty" % (split, dataset.path))
     return counts.most_common(1)[0][0]
+
+
+def records(dataset, split):
+    """A split's records as dicts: encoded bytes, size, source id, boxes [ymin, xmin, ymax, xmax] and labels."""
+    features = {
+        "image/encoded": tf.io.FixedLenFeature([], tf.string),
+        "image/height": tf.io.FixedLenFeature([], tf.int64),
+        "image/width": tf.io.FixedLenFeature([], tf.int64),
+        "image/source_id": tf.io.FixedLenFeature([], tf.string),
+        "image/object/bbox/ymin": tf.io.VarLenFeature(tf.float32),
+        "image/object/bbox/xmin": tf.io.VarLenFeature(tf.float32),
+        "image/object/bbox/ymax": tf.io.VarLenFeature(tf.float32),
+        "image/object/bbox/xmax": tf.io.VarLenFeature(tf.float32),
+        "image/object/class/label": tf.io.VarLenFeature(tf.int64),
+    }
+
+    def parse(serialized):
+        raw = tf.io.parse_single_example(serialized, features)
+        corners = [tf.sparse.to_dense(raw["image/object/bbox/" + k]) for k in ("ymin", "xmin", "ymax", "xmax")]
+        return {"encoded": raw["image/encoded"], "height": raw["image/height"], "width": raw["image/width"],
+                "source_id": tf.strings.to_number(raw["image/source_id"], tf.int64),
+                "boxes": tf.stack(corners, axis=-1), "labels": tf.sparse.to_dense(raw["image/object/class/label"])}
+
+    files = sorted(tf.io.gfile.glob(dataset.pattern(split)))
+    return _Records(tf.data.TFRecordDataset(files).map(parse))
+
+
+class _Records:
+    """tf.data records with boxes and labels as Python lists when iterated."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def take(self, count):
+        for record in self.data.take(count):
+            out = dict(record)
+            out["boxes"] = out["boxes"].numpy().tolist()
+            out["labels"] = out["labels"].numpy().tolist()
+            yield out

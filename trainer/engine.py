@@ -8,6 +8,9 @@ import tensorflow as tf
 
 PARAMS = "params.yaml"
 METRICS = "metrics.json"
+HISTORY = "metrics_history.jsonl"
+CURVE = "learning_curve.png"
+BEST = "best"               # MODEL_DIR/best/: the checkpoint of the best evaluation, and best.json
 COCO_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "ARmax1", "ARmax10", "ARmax100", "ARs", "ARm", "ARl")
 LOSS_KEYS = ("total_loss", "cls_loss", "box_loss", "model_loss", "validation_loss")
 
@@ -19,6 +22,8 @@ def strategy_for(name, tpu=None):
         return distribute_utils.get_distribution_strategy("tpu", tpu_address=tpu or "local")
     if name == "mirrored":
         return distribute_utils.get_distribution_strategy("mirrored", num_gpus=max(gpus, 1))
+    if name == "multi_worker_mirrored":
+        return distribute_utils.get_distribution_strategy("multi_worker_mirrored")
     return distribute_utils.get_distribution_strategy("one_device", num_gpus=min(gpus, 1))
 
 
@@ -35,10 +40,14 @@ def _has_variable(checkpoint, name):
     return any(n == name for n, _ in tf.train.list_variables(checkpoint))
 
 
-def save_params(params, model_dir):
+def save_params(params, model_dir, resumed_at=None):
+    """MODEL_DIR/params.yaml; a resumed run keeps the first one and records its own beside it."""
     from official.modeling import hyperparams
     tf.io.gfile.makedirs(model_dir)
-    hyperparams.save_params_dict_to_yaml(params, os.path.join(model_dir, PARAMS))
+    path = os.path.join(model_dir, PARAMS)
+    if resumed_at is not None and tf.io.gfile.exists(path):
+        path = os.path.join(model_dir, "params.resumed-at-%d.yaml" % resumed_at)
+    hyperparams.save_params_dict_to_yaml(params, path)
 
 
 def load_params(model_dir):
@@ -53,18 +62,20 @@ def load_params(model_dir):
     return params
 
 
-def summary_controller(log_dir):
-    """An orbit.Controller that writes its TensorBoard summaries under ``log_dir`` (Vertex's
-    AIP_TENSORBOARD_LOG_DIR) instead of the model dir."""
+def controller_class(log_dir, running):
+    """An orbit.Controller that puts itself in ``running`` (so actions can read the true global
+    step) and, with ``log_dir`` (Vertex's AIP_TENSORBOARD_LOG_DIR), writes its TensorBoard
+    summaries there instead of the model dir."""
     import orbit
 
     class Controller(orbit.Controller):
         def __init__(self, **kwargs):
-            if kwargs.get("summary_dir"):
+            if log_dir and kwargs.get("summary_dir"):
                 kwargs["summary_dir"] = os.path.join(log_dir, "train")
-            if kwargs.get("eval_summary_dir"):
+            if log_dir and kwargs.get("eval_summary_dir"):
                 kwargs["eval_summary_dir"] = os.path.join(log_dir, "validation")
             super().__init__(**kwargs)
+            running[:] = [self]
     return Controller
 
 
@@ -92,21 +103,132 @@ def write_metrics(path, metrics):
 
 
 class Progress:
-    """Counts the steps (a training loop is ``steps_per_loop`` steps) and prints a line per loop."""
+    """A line per training loop: the true step (Orbit's global step), loss, speed and time left."""
 
-    def __init__(self, total_steps, start_step, steps_per_loop):
-        self.total, self.step, self.per_loop = total_steps, start_step, steps_per_loop
-        self.start, self.began = start_step, time.time()
+    def __init__(self, total_steps, start_step):
+        self.total, self.step, self.start = total_steps, start_step, start_step
+        self.began = time.time()
+        self.loss = float("nan")
 
-    def __call__(self, logs):
-        self.step = min(self.total, self.step + self.per_loop)
+    def __call__(self, logs, step):
+        self.step = step
+        self.loss = float(logs.get("total_loss", logs.get("training_loss", float("nan"))))
         done, elapsed = self.step - self.start, time.time() - self.began
         rate = done / elapsed if elapsed > 0 else 0.0
         left = (self.total - self.step) / rate if rate else float("nan")
-        loss = logs.get("total_loss", logs.get("training_loss", float("nan")))
         sys.stderr.write("[%5.0fs] step %d/%d  loss %.4f  %.2f steps/s  about %.0fs left\n"
-                         % (elapsed, self.step, self.total, float(loss), rate, left))
+                         % (elapsed, self.step, self.total, self.loss, rate, left))
         sys.stderr.flush()
+
+
+def append_history(model_dir, entry):
+    """One line of MODEL_DIR/metrics_history.jsonl per evaluation; returns every line so far."""
+    path = os.path.join(model_dir, HISTORY)
+    lines = []
+    if tf.io.gfile.exists(path):
+        with tf.io.gfile.GFile(path) as f:
+            lines = [json.loads(line) for line in f if line.strip()]
+    lines = [line for line in lines if line.get("step") != entry["step"]] + [entry]
+    text = "".join(json.dumps(line, sort_keys=True) + "\n" for line in lines)
+    with tf.io.gfile.GFile(path + ".tmp", "w") as f:       # gs:// objects cannot be appended to
+        f.write(text)
+    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+    return lines
+
+
+def read_history(model_dir):
+    path = os.path.join(model_dir, HISTORY)
+    if not tf.io.gfile.exists(path):
+        return []
+    with tf.io.gfile.GFile(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def checkpoint_at(model_dir, step):
+    """The checkpoint prefix of ``step`` in ``model_dir`` (or its best/ folder), or None."""
+    for folder in (model_dir, os.path.join(model_dir, BEST)):
+        state = tf.train.get_checkpoint_state(folder) if tf.io.gfile.exists(folder) else None
+        for path in (state.all_model_checkpoint_paths if state else []):
+            path = path if os.path.isabs(path) or "://" in path else os.path.join(folder, path)
+            if step_of(path) == step:
+                return path
+    return None
+
+
+def keep_best(model_dir, step, metric, value):
+    """Copy the checkpoint of ``step`` to MODEL_DIR/best/ if ``value`` beats the best so far (the
+    training keeps only its newest checkpoints). Returns whether it did."""
+    best_dir = os.path.join(model_dir, BEST)
+    record_path = os.path.join(best_dir, "best.json")
+    if tf.io.gfile.exists(record_path):
+        with tf.io.gfile.GFile(record_path) as f:
+            record = json.load(f)
+        if record.get("metric") == metric and record.get("value", float("-inf")) >= value:
+            return False
+    source = checkpoint_at(model_dir, step)
+    if source is None:
+        return False
+    incoming = best_dir + ".incoming"
+    if tf.io.gfile.exists(incoming):
+        tf.io.gfile.rmtree(incoming)
+    tf.io.gfile.makedirs(incoming)
+    name = os.path.basename(source)
+    for path in tf.io.gfile.glob(source + ".*"):
+        tf.io.gfile.copy(path, os.path.join(incoming, os.path.basename(path)), overwrite=True)
+    with tf.io.gfile.GFile(os.path.join(incoming, "checkpoint"), "w") as f:
+        f.write('model_checkpoint_path: "%s"\nall_model_checkpoint_paths: "%s"\n' % (name, name))
+    with tf.io.gfile.GFile(os.path.join(incoming, "best.json"), "w") as f:
+        f.write(json.dumps({"metric": metric, "value": value, "step": step, "checkpoint": name}, indent=2) + "\n")
+    if tf.io.gfile.exists(best_dir):
+        tf.io.gfile.rmtree(best_dir)
+    tf.io.gfile.rename(incoming, best_dir)
+    return True
+
+
+def choose_checkpoint(model_dir, which="latest"):
+    """The checkpoint prefix for ``which``: ``latest``, ``best`` or a step number."""
+    if which == "latest":
+        return tf.train.latest_checkpoint(model_dir)
+    if which == "best":
+        return tf.train.latest_checkpoint(os.path.join(model_dir, BEST)) \
+            if tf.io.gfile.exists(os.path.join(model_dir, BEST)) else None
+    return checkpoint_at(model_dir, int(which))
+
+
+_PRECISION = {}     # the last COCO evaluation's precision table and class ids (for PR curves)
+
+
+def precision_recall_curves(names):
+    """{class name: (recall, precision)} at IoU 0.5 from the last COCO evaluation in this process."""
+    import numpy as np
+    precision, class_ids = _PRECISION.get("table"), _PRECISION.get("class_ids") or []
+    if precision is None:
+        return {}
+    recall = list(np.linspace(0.0, 1.0, precision.shape[1]))
+    curves = {}
+    for k, class_id in enumerate(class_ids):
+        values = precision[0, :, k, 0, -1]
+        if (values > -1).any():
+            curves[names.get(class_id, "class %d" % class_id)] = (recall, [float(v) if v > -1 else None for v in values])
+    return curves
+
+
+def detector(params, checkpoint):
+    """A function from one uint8 image [H, W, 3] to ``[(box normalised to it, class, score)]``,
+    using the same module as the SavedModel's serving signature."""
+    from official.vision.serving import detection
+    size = list(params.task.model.input_size[:2])
+    module = detection.DetectionModule(params=params, batch_size=1, input_image_size=size)
+    tf.train.Checkpoint(model=module.model).read(checkpoint).expect_partial().assert_existing_objects_matched()
+
+    def detect(image):
+        out = module.serve(tf.cast(image[tf.newaxis], tf.uint8))
+        count = int(out["num_detections"][0])
+        boxes = out["detection_boxes"][0][:count].numpy().tolist()
+        classes = out["detection_classes"][0][:count].numpy().astype(int).tolist()
+        scores = out["detection_scores"][0][:count].numpy().tolist()
+        return list(zip(boxes, classes, scores))
+    return detect
 
 
 def enable_per_class_ap():
@@ -121,6 +243,7 @@ def enable_per_class_ap():
     def summarize_with_categories(self):
         summarize(self)
         precision = self.eval["precision"]          # [IoU thresholds, recall, class, area, max dets]
+        _PRECISION.update(table=precision, class_ids=list(self.params.catIds))
         stats = np.full((12, precision.shape[2]), -1.0)
         for row, thresholds in ((0, slice(None)), (1, 0), (2, 5)):     # AP, AP50, AP75
             for k in range(precision.shape[2]):
@@ -133,19 +256,34 @@ def enable_per_class_ap():
     cocoeval.COCOeval._per_class_ap = True
 
 
-def run(params, model_dir, mode, strategy, on_train=None, on_eval=None, log_dir=None):
-    """Model Garden's train_lib with our actions; returns the final eval logs (if any)."""
-    import orbit
+def run(params, model_dir, mode, strategy, on_train=None, on_eval=None, log_dir=None, initialize=None):
+    """Model Garden's train_lib with our actions, which get the logs and the true global step;
+    ``initialize(model)`` replaces the task's own start from ``init_checkpoint``. Returns the final
+    eval logs (if any)."""
     enable_per_class_ap()
     from official.core import task_factory, train_lib
     with strategy.scope():
         task = task_factory.get_task(params.task, logging_dir=model_dir)
-    train_actions = [lambda output: on_train(output)] if on_train else None
-    eval_actions = [lambda output: on_eval(output)] if on_eval else None
+    if initialize is not None:
+        task.initialize = initialize
+    running = []
+
+    def step():
+        return int(running[0].global_step.numpy())
+
+    def evaluated(output):
+        # Orbit saves its first checkpoint after the first loop, then every interval from there, so
+        # an evaluation's step may have none: save it, so the step reported is a checkpoint kept
+        controller = running[0]
+        if mode != "eval" and controller.checkpoint_manager is not None and checkpoint_at(model_dir, step()) is None:
+            controller.save_checkpoint()
+        on_eval(output, step())
+
+    train_actions = [lambda output: on_train(output, step())] if on_train else None
+    eval_actions = [evaluated] if on_eval else None
     _, logs = train_lib.run_experiment(
         distribution_strategy=strategy, task=task, mode=mode, params=params, model_dir=model_dir,
-        train_actions=train_actions, eval_actions=eval_actions,
-        controller_cls=summary_controller(log_dir) if log_dir else orbit.Controller)
+        train_actions=train_actions, eval_actions=eval_actions, controller_cls=controller_class(log_dir, running))
     return logs
 
 
@@ -153,8 +291,18 @@ def evaluate_checkpoint(params, model_dir, strategy=None):
     """Score the newest checkpoint of ``model_dir`` on ``params.task.validation_data``; the eval logs."""
     captured = {}
     run(params, model_dir, "eval", strategy or strategy_for("one_device"),
-        on_eval=lambda logs: captured.update(logs))
+        on_eval=lambda logs, step: captured.update(logs))
     return captured
+
+
+def normalised_outputs(params):
+    """A copy of the params whose export gives boxes normalised to the image given (Model Garden's
+    default is pixels of the resized model input)."""
+    from official.core import exp_factory
+    copy = exp_factory.get_exp_config("retinanet_resnetfpn_coco")
+    copy.override(params.as_dict(), is_strict=False)
+    copy.override({"task": {"export_config": {"output_normalized_coordinates": True}}}, is_strict=True)
+    return copy
 
 
 def step_of(checkpoint):
@@ -163,9 +311,11 @@ def step_of(checkpoint):
 
 
 def export(params, checkpoint, export_dir):
-    """A SavedModel whose ``serving_default`` takes uint8 images [1, H, W, 3] and returns
-    detection_boxes, detection_classes, detection_scores and num_detections."""
+    """A SavedModel whose ``serving_default`` takes uint8 images [1, H, W, 3] of any size and returns
+    detection_boxes as [ymin, xmin, ymax, xmax] normalised to the image given, detection_classes,
+    detection_scores, num_detections and image_info."""
     from official.vision.serving import export_saved_model_lib
+    params = normalised_outputs(params)
     size = list(params.task.model.input_size[:2])
     export_saved_model_lib.export_inference_graph(
         input_type="image_tensor", batch_size=1, input_image_size=size, params=params,
