@@ -7,7 +7,7 @@ _requirements = {}
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "trainer", "requirements.py")) as _f:
     exec(_f.read(), _requirements)
 TRAIN = _requirements["REQUIRES"]
-PIPELINE = ["kfp>=2.7,<3"]
+PIPELINE = ["kfp>=2.7,<3", "croniter>=2.0"]
 
 setuptools.setup(
     name="synthdet-tfproc",

@@ -35,7 +35,8 @@ class MlBackend(training.Backend):
                             (request.gpus != 1, "--gpus"), (request.worker_pool_spec_file, "--worker-pool-spec-file"),
                             (request.service_account, "--service-account"), (request.network, "--network"),
                             (request.tensorboard, "--tensorboard"), (request.enable_web_access, "--enable-web-access"),
-                            (request.timeout, "--timeout"), (request.init_checkpoint, "--init-checkpoint")):
+                            (request.timeout, "--timeout"), (request.init_checkpoint, "--init-checkpoint"),
+                            (request.init_from, "--init-from")):
             if given:
                 raise UsageError("%s is for --backend vertex; the built-in algorithm (ml) takes --arg name=value "
                                  "and --config" % flag)

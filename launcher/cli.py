@@ -301,14 +301,17 @@ def list_jobs(project, backend, region, limit, api_endpoint):
 
 @main.group()
 def pipeline():
-    """The whole chain as one Kubeflow pipeline: transfer, convert, train, evaluate, compare with
-    production, promote (seeds 000-002 and 004).
+    """The whole chain as one Kubeflow pipeline: transfer, convert, train (and fine-tune on real
+    photos), evaluate, compare with production, promote (seeds 000-002 and 004).
 
     \b
       python -m launcher pipeline compile --output synthdet_pipeline.yaml
-      python -m launcher pipeline run --local --source RUN --work-dir runs/p1 [--real-dataset REAL_OUT]
+      python -m launcher pipeline run --local --source RUN --work-dir runs/p [--real-dataset REAL_OUT]
       python -m launcher pipeline run --project P --region R --pipeline-root gs://B/pipelines --image IMAGE \\
-          --run-definition-id D --run-execution-id E --bucket B [--schedule "0 3 1,15 * *"]
+          --run-definition-id D --run-execution-id E --bucket B --usim-token-secret projects/P/secrets/usim \\
+          [--schedule "0 3 1,15 * *"]
+      python -m launcher pipeline promote --candidate WORK_DIR/runs/RUN/candidate --production PROD --run RUN
+      python -m launcher pipeline promote --rollback --production PROD
     """
 
 
@@ -318,14 +321,21 @@ def _pipeline_parameter_options(command):
         click.option("--run-definition-id", default="", help="with --run-execution-id and --bucket: transfer the run first"),
         click.option("--run-execution-id", default=""),
         click.option("--bucket", default=""),
+        click.option("--usim-token-secret", default="", metavar="projects/P/secrets/S[/versions/V]",
+                     help="the Unity Simulation token in Secret Manager (cloud runs; locally the usual places)"),
         click.option("--eval-pct", default=20.0, show_default=True, type=float),
         click.option("--real-dataset", default="", help="real photos converted by real_data_loader.py (seed 002)"),
-        click.option("--production-dir", default="", help="where the production model lives (default: WORK_DIR/production)"),
+        click.option("--finetune-dataset", default="", help="real photos converted with the synthetic label map: "
+                                                            "fine-tune the candidate on them, then evaluate that"),
+        click.option("--finetune-steps", default=2000, show_default=True, type=int, help="steps of the fine-tuning"),
+        click.option("--production-dir", default="", help="where production models live (default: WORK_DIR/production)"),
         click.option("--promote", "promote_mode", type=click.Choice(["manual", "auto"]), default="manual", show_default=True,
                      help="manual: a report and the command that promotes; auto: promote a better candidate"),
         click.option("--metric", default="", help="what decides, e.g. real.AP (default: real.AP with --real-dataset, else synthetic.AP)"),
         click.option("--backbone", default="resnet-50", show_default=True),
-        click.option("--params-override", default="", help="for the trainer (YAML)"),
+        click.option("--init-checkpoint", default="", help="where the backbone starts (default: imagenet on Vertex "
+                                                           "for resnet-50, none locally)"),
+        click.option("--params-override", default="", help="for the trainer (YAML or JSON)"),
         click.option("--beam-arg", "beam_args", multiple=True, help="an option for main.py / Beam, e.g. --runner=DataflowRunner (repeatable)"),
         click.option("--accelerator", default="gpu", show_default=True, help="Vertex training machines"),
     ]
@@ -343,16 +353,24 @@ def _pipeline_parameter_options(command):
     return command
 
 
-def _arguments(kw, work_dir, backend, project, region):
-    values = {key: kw[key] for key in ("source", "run_definition_id", "run_execution_id", "bucket", "eval_pct",
-                                       "real_dataset", "metric", "backbone", "params_override", "accelerator",
-                                       "image_size", "promote_mode")}
+def _arguments(kw, work_dir, backend, project, region, image, run_name=""):
+    values = {key: kw[key] for key in ("source", "run_definition_id", "run_execution_id", "bucket", "usim_token_secret",
+                                       "eval_pct", "real_dataset", "finetune_dataset", "metric", "backbone",
+                                       "params_override", "accelerator", "image_size", "promote_mode",
+                                       "init_checkpoint")}
     values.update({name: kw[name] for name in jobspec.HYPERPARAMETERS if name != "image_size"})
     values.update(work_dir=work_dir.rstrip("/"), backend=backend, project=project or "", region=region,
                   production_dir=(kw["production_dir"] or work_dir.rstrip("/") + "/production"),
-                  beam_args=json.dumps(list(kw["beam_args"])))
+                  beam_args=json.dumps(list(kw["beam_args"])), image=image, run_name=run_name,
+                  finetune_steps=kw["finetune_steps"] if kw["finetune_dataset"] else 0)
     if not values["source"] and not (values["run_execution_id"] and values["bucket"]):
         raise LauncherError("pass --source, or --run-definition-id, --run-execution-id and --bucket", exit_code=2)
+    if values["params_override"]:
+        from trainer import config as trainer_config
+        try:
+            values["params_override"] = json.dumps(trainer_config.parse_override(values["params_override"]))
+        except trainer_config.ConfigError as error:
+            raise LauncherError(str(error), exit_code=2)
     return values
 
 
@@ -368,39 +386,50 @@ def compile_pipeline(output, image):
 
 @pipeline.command("run")
 @click.option("--local", is_flag=True, help="run on this machine with KFP's local runner (no cloud account)")
-@click.option("--work-dir", help="where the conversion, the candidate and the report go (default with Vertex: PIPELINE_ROOT/work)")
+@click.option("--work-dir", help="the root of the runs' folders, WORK_DIR/runs/<run>/ (default with Vertex: "
+                                 "PIPELINE_ROOT/work)")
 @click.option("--project", envvar="GOOGLE_CLOUD_PROJECT", help="Vertex AI: the project")
 @click.option("--region", default="us-central1", show_default=True)
 @click.option("--pipeline-root", help="Vertex AI: gs:// folder for the runs' artifacts")
-@click.option("--image", default="synthdet:latest", show_default=True, help="the project's image (see README: Docker)")
-@click.option("--schedule", help='Vertex AI: create a schedule with this cron instead of one run, e.g. "0 3 1,15 * *"')
-@click.option("--run-id", help="Vertex AI: the pipeline run's id (default: Vertex assigns one)")
+@click.option("--image", envvar="SYNTHDET_IMAGE", default="synthdet:latest", show_default=True,
+              help="the project's image (README: the image)")
+@click.option("--schedule", help='Vertex AI: create a schedule with this cron instead of one run, e.g. '
+                                 '"0 3 1,15 * *" or "CRON_TZ=Europe/Paris 0 3 * * MON"')
+@click.option("--run-id", help="Vertex AI: the pipeline run's id (default: synthdet-<time>)")
+@click.option("--service-account", help="Vertex AI: the account the pipeline runs as")
+@click.option("--network", help="Vertex AI: a peered VPC network, projects/NUMBER/global/networks/NAME")
+@click.option("--labels", "labels", multiple=True, metavar="KEY=VALUE", help="Vertex AI: labels of the run or schedule")
 @click.option("--dry-run", is_flag=True, help="print the request; send nothing")
 @_pipeline_parameter_options
 @_endpoint_option
-def run_pipeline(local, work_dir, project, region, pipeline_root, image, schedule, run_id, dry_run, api_endpoint, **kw):
+def run_pipeline(local, work_dir, project, region, pipeline_root, image, schedule, run_id, service_account, network,
+                 labels, dry_run, api_endpoint, **kw):
     """Run the pipeline: locally, or on Vertex AI Pipelines (once, or on a schedule)."""
     from launcher import pipeline as pipeline_lib
-    from launcher import pipelines_api
+    from launcher import pipelines_api, steps
     if local:
         if not work_dir:
             raise LauncherError("--local needs --work-dir", exit_code=2)
-        arguments = _arguments(kw, os.path.abspath(work_dir), "local", project, region)
-        for name in ("source", "real_dataset", "production_dir"):   # the steps run in other folders
-            if arguments[name] and "://" not in arguments[name]:
-                arguments[name] = os.path.abspath(arguments[name])
+        name = run_id or time.strftime("local-%Y%m%d-%H%M%S")
+        arguments = _arguments(kw, os.path.abspath(work_dir), "local", project, region, image, name)
+        for key in ("source", "real_dataset", "production_dir", "finetune_dataset"):   # the steps run elsewhere
+            if arguments[key] and "://" not in arguments[key]:
+                arguments[key] = os.path.abspath(arguments[key])
+        folder = steps.run_dir(arguments["work_dir"], name)
+        click.echo("run %s: %s" % (name, folder), err=True)
         pipeline_lib.run_locally(os.path.join(arguments["work_dir"], "pipeline_root"), arguments, image)
-        report = json.loads(open(os.path.join(arguments["work_dir"], "promotion.json")).read())
+        report = json.loads(open(os.path.join(folder, "promotion.json")).read())
         click.echo(_promotion_line(report))
         return
     if not (project and pipeline_root and pipeline_root.startswith("gs://")):
         raise LauncherError("on Vertex AI pass --project and a gs:// --pipeline-root (or --local)", exit_code=2)
-    arguments = _arguments(kw, work_dir or pipeline_root.rstrip("/") + "/work", "vertex", project, region)
+    arguments = _arguments(kw, work_dir or pipeline_root.rstrip("/") + "/work", "vertex", project, region, image)
     import tempfile
     with tempfile.TemporaryDirectory() as scratch:
         spec = pipelines_api.load_spec(pipeline_lib.compile_to(os.path.join(scratch, "p.yaml"), image))
     name = run_id or time.strftime("synthdet-%Y%m%d-%H%M%S")
-    job = pipelines_api.job_body(spec, name, pipeline_root, arguments)
+    job = pipelines_api.job_body(spec, name, pipeline_root, arguments, training.parse_labels(labels),
+                                 service_account or "", network or "")
     if schedule:
         body = pipelines_api.schedule_body(job, name, schedule)
         what = "POST projects/%s/locations/%s/schedules" % (project, region)
@@ -414,10 +443,12 @@ def run_pipeline(local, work_dir, project, region, pipeline_root, image, schedul
     api = pipelines_api.Pipelines(project, region, api_endpoint)
     if schedule:
         created = api.create_schedule(body)
-        click.echo("schedule %s: %s (%s)" % (created.get("name"), schedule, created.get("state", "ACTIVE")))
+        click.echo("schedule %s: %s (%s); each run writes WORK_DIR/runs/<its pipeline job name>/"
+                   % (created.get("name"), schedule, created.get("state", "ACTIVE")))
         return
-    created = api.create(body, run_id)
+    created = api.create(body, run_id or name)
     click.echo("pipeline run %s: %s" % (created.get("name"), pipelines_api.state_word(created)))
+    click.echo("its folder: %s" % steps.run_dir(arguments["work_dir"], created.get("name", name).rsplit("/", 1)[-1]))
     click.echo("follow it with: python -m launcher pipeline wait %s --project %s --region %s"
                % (created.get("name", "").rsplit("/", 1)[-1], project, region))
 
@@ -452,6 +483,8 @@ def _describe_run(job):
     for key in ("createTime", "startTime", "endTime"):
         if job.get(key):
             lines.append("  %s: %s" % (key, job[key]))
+    for task, message in pipelines_api.failed_tasks(job):
+        lines.append("  failed step: %s%s" % (task, ": " + message if message else ""))
     if (job.get("error") or {}).get("message"):
         lines.append("  error: %s" % job["error"]["message"])
     return "\n".join(lines)
@@ -476,14 +509,15 @@ def pipeline_wait(run, project, region, api_endpoint, interval):
         time.sleep(interval)
     click.echo(_describe_run(job))
     if state != "SUCCEEDED":
-        raise LauncherError("pipeline run %s ended %s" % (run, state))
+        failed = pipelines_api.failed_tasks(job)
+        raise LauncherError("pipeline run %s ended %s%s" % (run, state, " at its %s step" % failed[0][0] if failed else ""))
 
 
 @pipeline.command("cancel")
 @click.argument("run")
 @_vertex_pipeline_options
 def pipeline_cancel(run, project, region, api_endpoint):
-    """Cancel a pipeline run."""
+    """Cancel a pipeline run (its train step cancels the Vertex job it started)."""
     from launcher import pipelines_api
     pipelines_api.Pipelines(project, region, api_endpoint).cancel(run)
     click.echo("cancel requested for pipeline run %s" % run)
@@ -521,10 +555,31 @@ def pipeline_schedules(project, region, api_endpoint, pause, delete):
 
 
 @pipeline.command("promote")
-@click.option("--candidate", required=True, help="the candidate model dir (a pipeline's WORK_DIR/candidate)")
+@click.option("--candidate", help="the candidate model dir (a run's WORK_DIR/runs/RUN/candidate)")
 @click.option("--production", required=True, help="the production folder")
-def pipeline_promote(candidate, production):
-    """Promote a candidate by hand (the command a manual pipeline's report names)."""
-    from launcher import steps
-    model = steps.install(candidate, production)
-    click.echo("promoted %s to %s (the previous model is in %s/previous)" % (candidate, model, production.rstrip("/")))
+@click.option("--run", "run_name", help="the version's name (default: the run folder's name)")
+@click.option("--rollback", is_flag=True, help="point production back to the previous model")
+def pipeline_promote(candidate, production, run_name, rollback):
+    """Promote a candidate by hand (the command a manual pipeline's report names), or roll back."""
+    from launcher import production as production_lib
+    from tfproc.output import OutputBusy
+    try:
+        if rollback:
+            pointer = production_lib.rollback(production)
+            click.echo("production is %s again (%s); the model rolled back from stays in %s/models"
+                       % (pointer["current"]["name"], pointer["current"]["model"], production.rstrip("/")))
+            return
+        if not candidate:
+            raise LauncherError("pass --candidate (or --rollback)", exit_code=2)
+        name = run_name or os.path.basename(os.path.dirname(candidate.rstrip("/"))) or "manual"
+        pointer, changed = production_lib.promote(candidate, production, name)
+    except production_lib.PromotionError as error:
+        raise LauncherError(str(error))
+    except OutputBusy as error:
+        raise LauncherError(str(error))
+    if not changed:
+        click.echo("%s is production already; nothing changed" % candidate)
+        return
+    click.echo("promoted %s to %s (version %s; the previous model: %s)" % (
+        candidate, pointer["current"]["model"], pointer["current"]["name"],
+        (pointer.get("previous") or {}).get("model", "none")))

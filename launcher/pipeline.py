@@ -1,16 +1,17 @@
-"""The Kubeflow Pipelines (v2) pipeline: transfer, convert, train, evaluate, compare, promote.
+"""The Kubeflow Pipelines (v2) pipeline: transfer, convert, train, fine-tune, evaluate, compare, promote.
 
-Each component is a thin wrapper that calls ``launcher.steps`` in the project's image (``--image``);
-``build(image)`` returns the pipeline function, which the compiler turns into a spec and KFP's
-local runner runs as it is.
+Each component is a thin wrapper that calls ``launcher.steps`` in the project's image (``--image``),
+with nothing installed when it starts. Every path of a run lies under ``WORK_DIR/runs/<run>/``,
+where <run> is the pipeline job's name (KFP's placeholder; a local run names itself), so scheduled
+runs never share a folder. No task is cached: each step is idempotent by itself, and transfer,
+compare and promote have side effects. ``build(image)`` returns the pipeline function, which the
+compiler turns into a spec and KFP's local runner runs as it is.
 """
-import re
-
 from launcher import jobspec
 from launcher.errors import LauncherError
 
 NAME = "synthdet-train-evaluate-promote"
-STEPS = ("transfer", "convert", "train", "evaluate", "compare", "promote")
+STEPS = ("transfer", "convert", "train", "finetune", "evaluate", "compare", "promote")
 DEFAULT_IMAGE = "synthdet:latest"
 
 
@@ -18,109 +19,143 @@ def build(image=DEFAULT_IMAGE):
     from kfp import dsl
     from kfp.dsl import Metrics, Output
 
-    @dsl.component(base_image=image)
-    def transfer(source: str, run_definition_id: str, run_execution_id: str, bucket: str) -> str:
-        from launcher import steps
-        return steps.transfer(source, run_definition_id, run_execution_id, bucket)
+    component = dsl.component(base_image=image, install_kfp_package=False)
 
-    @dsl.component(base_image=image)
-    def convert(source: str, work_dir: str, eval_pct: float, beam_args: str) -> str:
+    @component
+    def transfer(source: str, run_definition_id: str, run_execution_id: str, bucket: str, token_secret: str,
+                 work_dir: str, run_name: str, job_name: str) -> str:
+        from launcher import steps
+        folder = steps.run_dir(work_dir, steps.run_name(run_name, job_name))
+        return steps.recorded(folder, "transfer", steps.transfer, source, run_definition_id, run_execution_id,
+                              bucket, folder, token_secret)
+
+    @component
+    def convert(source: str, eval_pct: float, beam_args: str, work_dir: str, run_name: str, job_name: str) -> str:
         import json
 
         from launcher import steps
-        return steps.convert(source, work_dir.rstrip("/") + "/output", eval_pct, json.loads(beam_args or "[]"))
+        folder = steps.run_dir(work_dir, steps.run_name(run_name, job_name))
+        return steps.recorded(folder, "convert", steps.convert, source, folder + "/output", eval_pct,
+                              json.loads(beam_args or "[]"))
 
-    @dsl.component(base_image=image)
-    def train(dataset: str, work_dir: str, backend: str, project: str, region: str, accelerator: str,
+    @component
+    def train(dataset: str, backend: str, project: str, region: str, accelerator: str, image: str,
               max_steps: int, train_batch_size: int, num_eval_images: int, train_steps_per_eval: int,
               warmup_learning_rate: float, warmup_steps: int, initial_learning_rate: float, image_size: str,
-              fpn_type: str, aug_scale_min: float, aug_scale_max: float, backbone: str,
-              params_override: str, image: str) -> str:
+              fpn_type: str, aug_scale_min: float, aug_scale_max: float, backbone: str, params_override: str,
+              init_checkpoint: str, work_dir: str, run_name: str, job_name: str) -> str:
         from launcher import steps
-        options = {"max_steps": max_steps, "train_batch_size": train_batch_size,
-                   "train_steps_per_eval": train_steps_per_eval, "warmup_learning_rate": warmup_learning_rate,
-                   "warmup_steps": warmup_steps, "initial_learning_rate": initial_learning_rate,
-                   "fpn_type": fpn_type, "aug_scale_min": aug_scale_min, "aug_scale_max": aug_scale_max,
-                   "backbone": backbone}
-        if num_eval_images:
-            options["num_eval_images"] = num_eval_images
-        if image_size:
-            options["image_size"] = image_size
-        if params_override:
-            options["params_overrides"] = [params_override]
-        model_dir = work_dir.rstrip("/") + "/candidate"
-        if backend == "vertex":
-            return steps.train_on_vertex(dataset, model_dir, options, project, region, image, accelerator)
-        return steps.train(dataset, model_dir, options)
+        name = steps.run_name(run_name, job_name)
+        folder = steps.run_dir(work_dir, name)
+        options = steps.train_options(max_steps, train_batch_size, num_eval_images, train_steps_per_eval,
+                                      warmup_learning_rate, warmup_steps, initial_learning_rate, image_size, fpn_type,
+                                      aug_scale_min, aug_scale_max, backbone, params_override, init_checkpoint)
+        return steps.recorded(folder, "train", steps.train_candidate, dataset, folder + "/candidate", options,
+                              backend, project, region, image, accelerator, steps.vertex_job_id(name))
 
-    @dsl.component(base_image=image)
-    def evaluate(model_dir: str, dataset: str, real_dataset: str, metrics: Output[Metrics]) -> str:
+    @component
+    def finetune(model_dir: str, finetune_dataset: str, finetune_steps: int, backend: str, project: str,
+                 region: str, accelerator: str, image: str, train_batch_size: int, num_eval_images: int,
+                 image_size: str, fpn_type: str, backbone: str, params_override: str, work_dir: str,
+                 run_name: str, job_name: str) -> str:
+        from launcher import steps
+        if not finetune_dataset:
+            return model_dir
+        name = steps.run_name(run_name, job_name)
+        folder = steps.run_dir(work_dir, name)
+        options = steps.train_options(finetune_steps, train_batch_size, num_eval_images, finetune_steps, 0.0, 0,
+                                      0.0, image_size, fpn_type, 0.0, 0.0, backbone, params_override, "")
+        options["init_from"] = model_dir
+        return steps.recorded(folder, "finetune", steps.train_candidate, finetune_dataset, folder + "/finetuned",
+                              options, backend, project, region, image, accelerator,
+                              steps.vertex_job_id(name + "_finetune"))
+
+    @component
+    def evaluate(model_dir: str, dataset: str, real_dataset: str, work_dir: str, run_name: str, job_name: str,
+                 metrics: Output[Metrics]) -> str:
         import json
 
         from launcher import steps
-        results = steps.evaluate_all(model_dir, dataset, real_dataset)
+        folder = steps.run_dir(work_dir, steps.run_name(run_name, job_name))
+        results = steps.recorded(folder, "evaluate", steps.evaluate_all, model_dir, dataset, real_dataset)
         for where, values in sorted(results.items()):
             for key, value in sorted(values.items()):
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     metrics.log_metric("%s_%s" % (where, key), float(value))
         return json.dumps(results)
 
-    @dsl.component(base_image=image)
+    @component
     def compare(candidate: str, production_dir: str, dataset: str, real_dataset: str, metric: str,
-                metrics: Output[Metrics]) -> str:
+                work_dir: str, run_name: str, job_name: str, metrics: Output[Metrics]) -> str:
         import json
 
         from launcher import steps
-        result = steps.compare(json.loads(candidate), production_dir, dataset, real_dataset, metric)
+        folder = steps.run_dir(work_dir, steps.run_name(run_name, job_name))
+        result = steps.recorded(folder, "compare", steps.compare, json.loads(candidate), production_dir, dataset,
+                                real_dataset, metric, folder)
         metrics.log_metric("candidate", result["candidate"])
         if result.get("production") is not None:
             metrics.log_metric("production", result["production"])
         return json.dumps(result)
 
-    @dsl.component(base_image=image)
-    def promote(comparison: str, candidate_dir: str, production_dir: str, mode: str, work_dir: str) -> str:
+    @component
+    def promote(comparison: str, candidate_dir: str, production_dir: str, mode: str, work_dir: str,
+                run_name: str, job_name: str) -> str:
         import json
 
         from launcher import steps
-        report = steps.promote(json.loads(comparison), candidate_dir, production_dir, mode, work_dir)
+        name = steps.run_name(run_name, job_name)
+        folder = steps.run_dir(work_dir, name)
+        report = steps.recorded(folder, "promote", steps.promote, json.loads(comparison), candidate_dir,
+                                production_dir, mode, folder, name)
         print(json.dumps(report, indent=2))
         return json.dumps(report)
 
     hp = jobspec.HYPERPARAMETERS
 
-    @dsl.pipeline(name=NAME, description="Unity Simulation run -> TFRecords -> RetinaNet candidate -> "
-                                         "COCO AP/AR (synthetic and real) -> compared with production -> promoted")
+    @dsl.pipeline(name=NAME, description="Unity Simulation run -> TFRecords -> RetinaNet candidate (optionally "
+                                         "fine-tuned on real photos) -> COCO AP/AR (synthetic and real) -> compared "
+                                         "with production -> promoted")
     def synthdet(work_dir: str, production_dir: str, source: str = "", run_definition_id: str = "",
-                 run_execution_id: str = "", bucket: str = "", eval_pct: float = 20.0, beam_args: str = "[]",
-                 real_dataset: str = "", backend: str = "local", project: str = "", region: str = "us-central1",
-                 accelerator: str = "gpu", max_steps: int = hp["max_steps"],
-                 train_batch_size: int = hp["train_batch_size"], num_eval_images: int = 0,
-                 train_steps_per_eval: int = hp["train_steps_per_eval"],
+                 run_execution_id: str = "", bucket: str = "", usim_token_secret: str = "", eval_pct: float = 20.0,
+                 beam_args: str = "[]", real_dataset: str = "", finetune_dataset: str = "", finetune_steps: int = 0,
+                 backend: str = "vertex", project: str = "", region: str = "us-central1", accelerator: str = "gpu",
+                 max_steps: int = hp["max_steps"], train_batch_size: int = hp["train_batch_size"],
+                 num_eval_images: int = 0, train_steps_per_eval: int = hp["train_steps_per_eval"],
                  warmup_learning_rate: float = hp["warmup_learning_rate"], warmup_steps: int = hp["warmup_steps"],
                  initial_learning_rate: float = hp["initial_learning_rate"], image_size: str = "",
                  fpn_type: str = hp["fpn_type"], aug_scale_min: float = hp["aug_scale_min"],
-                 aug_scale_max: float = hp["aug_scale_max"], backbone: str = "resnet-50",
-                 params_override: str = "", metric: str = "", promote_mode: str = "manual",
-                 image: str = image):
-        run = transfer(source=source, run_definition_id=run_definition_id, run_execution_id=run_execution_id,
-                       bucket=bucket).set_display_name("transfer")
-        converted = convert(source=run.output, work_dir=work_dir, eval_pct=eval_pct,
-                            beam_args=beam_args).set_display_name("convert")
-        candidate = train(dataset=converted.output, work_dir=work_dir, backend=backend, project=project,
-                          region=region, accelerator=accelerator, max_steps=max_steps,
+                 aug_scale_max: float = hp["aug_scale_max"], backbone: str = "resnet-50", params_override: str = "",
+                 init_checkpoint: str = "", metric: str = "", promote_mode: str = "manual", image: str = image,
+                 run_name: str = ""):
+        job = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
+        run = dict(work_dir=work_dir, run_name=run_name, job_name=job)
+        fetched = transfer(source=source, run_definition_id=run_definition_id, run_execution_id=run_execution_id,
+                           bucket=bucket, token_secret=usim_token_secret, **run).set_display_name("transfer")
+        converted = convert(source=fetched.output, eval_pct=eval_pct, beam_args=beam_args,
+                            **run).set_display_name("convert")
+        candidate = train(dataset=converted.output, backend=backend, project=project, region=region,
+                          accelerator=accelerator, image=image, max_steps=max_steps,
                           train_batch_size=train_batch_size, num_eval_images=num_eval_images,
                           train_steps_per_eval=train_steps_per_eval, warmup_learning_rate=warmup_learning_rate,
                           warmup_steps=warmup_steps, initial_learning_rate=initial_learning_rate,
                           image_size=image_size, fpn_type=fpn_type, aug_scale_min=aug_scale_min,
-                          aug_scale_max=aug_scale_max, backbone=backbone,
-                          params_override=params_override, image=image).set_display_name("train")
-        scored = evaluate(model_dir=candidate.output, dataset=converted.output,
-                          real_dataset=real_dataset).set_display_name("evaluate")
+                          aug_scale_max=aug_scale_max, backbone=backbone, params_override=params_override,
+                          init_checkpoint=init_checkpoint, **run).set_display_name("train")
+        tuned = finetune(model_dir=candidate.output, finetune_dataset=finetune_dataset, finetune_steps=finetune_steps,
+                         backend=backend, project=project, region=region, accelerator=accelerator, image=image,
+                         train_batch_size=train_batch_size, num_eval_images=num_eval_images, image_size=image_size,
+                         fpn_type=fpn_type, backbone=backbone, params_override=params_override,
+                         **run).set_display_name("finetune")
+        scored = evaluate(model_dir=tuned.output, dataset=converted.output, real_dataset=real_dataset,
+                          **run).set_display_name("evaluate")
         compared = compare(candidate=scored.outputs["Output"], production_dir=production_dir,
-                           dataset=converted.output, real_dataset=real_dataset,
-                           metric=metric).set_display_name("compare")
-        promote(comparison=compared.outputs["Output"], candidate_dir=candidate.output,
-                production_dir=production_dir, mode=promote_mode, work_dir=work_dir).set_display_name("promote")
+                           dataset=converted.output, real_dataset=real_dataset, metric=metric,
+                           **run).set_display_name("compare")
+        promoted = promote(comparison=compared.outputs["Output"], candidate_dir=tuned.output,
+                           production_dir=production_dir, mode=promote_mode, **run).set_display_name("promote")
+        for task in (fetched, converted, candidate, tuned, scored, compared, promoted):
+            task.set_caching_options(False)
 
     return synthdet
 
@@ -132,13 +167,16 @@ def compile_to(path, image=DEFAULT_IMAGE):
 
 
 def run_locally(pipeline_root, arguments, image=DEFAULT_IMAGE):
-    """The same pipeline with KFP's local runner, in this environment (subprocess mode)."""
+    """The same pipeline with KFP's local runner, in this environment (subprocess mode). A failure
+    names the step that failed, from the run's own step records."""
     from kfp import local
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root,
-               raise_on_error=True)
+
+    from launcher import steps
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root, raise_on_error=True)
     try:
         return build(image)(**arguments)
-    except RuntimeError as error:
-        failed = re.search(r"Inner task failed: \W*\[?\d*m?'?(\w+)", str(error))
-        raise LauncherError("the pipeline failed at its %s step; that step's log is above"
-                            % (failed.group(1) if failed else "first failing"))
+    except RuntimeError:
+        failed = steps.failed_step(steps.run_dir(arguments["work_dir"], arguments["run_name"]))
+        if failed:
+            raise LauncherError("the pipeline failed at its %s step: %s" % (failed["step"], failed["detail"]))
+        raise LauncherError("the pipeline failed before its first step; KFP's log is above")

@@ -6,7 +6,7 @@ import yaml
 from launcher import google_api, vertex
 from launcher.errors import LauncherError, UsageError
 
-_CRON_FIELD = re.compile(r"^[\d*/,\-]+$")
+_TIME_ZONE = re.compile(r"^(CRON_TZ|TZ)=(\S+)\s+(.*)$")
 
 
 def load_spec(path):
@@ -21,22 +21,50 @@ def load_spec(path):
     return spec
 
 
-def job_body(spec, display_name, pipeline_root, parameters, labels=None):
+def job_body(spec, display_name, pipeline_root, parameters, labels=None, service_account="", network=""):
     body = {"displayName": display_name, "pipelineSpec": spec,
             "runtimeConfig": {"gcsOutputDirectory": pipeline_root, "parameterValues": parameters}}
     if labels:
-        body["labels"] = labels
+        body["labels"] = dict(labels)
+    if service_account:
+        body["serviceAccount"] = service_account
+    if network:
+        body["network"] = network
     return body
 
 
+def check_cron(cron):
+    """Refuse what Vertex AI would: a cron of five fields (names, ranges, lists and steps allowed),
+    optionally after ``TZ=`` or ``CRON_TZ=`` and an IANA time zone."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from croniter import croniter
+    text = (cron or "").strip()
+    zone = _TIME_ZONE.match(text)
+    if zone:
+        try:
+            ZoneInfo(zone.group(2))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise UsageError("--schedule: unknown time zone %r (an IANA name such as Europe/Paris)" % zone.group(2))
+        text = zone.group(3)
+    if len(text.split()) != 5 or not croniter.is_valid(text):
+        raise UsageError('--schedule must be a cron expression of 5 fields (minute hour day month weekday), e.g. '
+                         '"0 3 1,15 * *" or "CRON_TZ=Europe/Paris 0 3 * * MON", got %r' % cron)
+    return cron.strip()
+
+
 def schedule_body(job, display_name, cron, max_concurrent_runs=1):
-    fields = cron.split()
-    if cron.startswith("TZ="):
-        fields = fields[1:]
-    if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
-        raise UsageError('--schedule must be a cron expression of 5 fields, e.g. "0 3 1,15 * *", got %r' % cron)
-    return {"displayName": display_name, "cron": cron, "maxConcurrentRunCount": str(max_concurrent_runs),
+    return {"displayName": display_name, "cron": check_cron(cron), "maxConcurrentRunCount": str(max_concurrent_runs),
             "createPipelineJobRequest": {"parent": None, "pipelineJob": job}}
+
+
+def failed_tasks(job):
+    """The tasks of a pipeline run that failed, with their errors, from Vertex's task details."""
+    found = []
+    for task in (job.get("jobDetail") or {}).get("taskDetails") or []:
+        if task.get("state") == "FAILED" and task.get("taskName") not in (None, "", job.get("displayName")):
+            found.append((task["taskName"], (task.get("error") or {}).get("message", "")))
+    return found
 
 
 class Pipelines:
@@ -69,9 +97,21 @@ class Pipelines:
                                   "cancelling pipeline run %s" % run)
 
     def list(self, limit=20):
-        page = google_api.execute(self.jobs.list(parent=self.parent, pageSize=limit, orderBy="create_time desc"),
-                                  "listing pipeline runs")
-        return page.get("pipelineJobs", [])
+        return self._pages(lambda **page: self.jobs.list(parent=self.parent, orderBy="create_time desc", **page),
+                           "pipelineJobs", "listing pipeline runs", limit)
+
+    def _pages(self, request, key, what, limit=None):
+        found, token = [], None
+        while limit is None or len(found) < limit:
+            page = {"pageSize": min(100, limit - len(found)) if limit else 100}
+            if token:
+                page["pageToken"] = token
+            answer = google_api.execute(request(**page), what)
+            found.extend(answer.get(key, []))
+            token = answer.get("nextPageToken")
+            if not token:
+                break
+        return found[:limit] if limit else found
 
     def create_schedule(self, body):
         body = dict(body, createPipelineJobRequest=dict(body["createPipelineJobRequest"], parent=self.parent))
@@ -79,7 +119,8 @@ class Pipelines:
                                   "creating schedule %s" % body["displayName"])
 
     def list_schedules(self):
-        return google_api.execute(self.schedules.list(parent=self.parent), "listing schedules").get("schedules", [])
+        return self._pages(lambda **page: self.schedules.list(parent=self.parent, **page), "schedules",
+                           "listing schedules")
 
     def pause_schedule(self, schedule):
         return google_api.execute(self.schedules.pause(name=self._name("schedules", schedule), body={}),

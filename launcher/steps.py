@@ -1,13 +1,19 @@
-"""The pipeline's steps as plain functions: each calls this project's own commands (no logic twice).
+"""The pipeline's steps as plain functions over the libraries (no CLI is called), each safe to run
+again: run twice, a step gives back its complete result instead of redoing or breaking it.
 
 The Kubeflow components in ``launcher/pipeline.py`` are thin wrappers around these; they run in the
-project's image on Vertex AI Pipelines, or in this environment with ``pipeline run --local``.
+project's image on Vertex AI Pipelines, or in this environment with ``pipeline run --local``. Every
+path of a run lies under its own folder, ``WORK_DIR/runs/<run>/``.
 """
 import json
 import os
+import re
+import signal
 import time
 
-PRODUCTION = "production.json"
+from launcher import production as production_lib
+
+PRODUCTION = production_lib.POINTER
 
 
 class StepFailed(RuntimeError):
@@ -18,55 +24,186 @@ def _join(folder, name):
     return folder.rstrip("/") + "/" + name
 
 
-def transfer(source, run_definition_id="", run_execution_id="", bucket=""):
-    """The run's folder: ``source`` when given, else the bucket path a Unity Simulation transfer fills."""
+def run_name(given, job_name):
+    """The run's name: the one given (a local run), else the pipeline job's (KFP's placeholder)."""
+    name = given or job_name
+    if not name or name.startswith("{{"):
+        raise StepFailed("no run name: the pipeline job's name was not substituted")
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")
+
+
+def run_dir(work_dir, name):
+    return _join(_join(work_dir, "runs"), name)
+
+
+def _read_json(path):
+    import tensorflow as tf
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def _write_json(path, value):
+    from tfproc import fsutil
+    fsutil.write_atomically(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+
+
+def record_step(folder, step, state, detail=""):
+    """RUN_DIR/steps/<step>.json: which step ran, and how it ended (a failed local run names it)."""
+    _write_json(_join(_join(folder, "steps"), step + ".json"), {"step": step, "state": state, "detail": detail,
+                                                                  "time": time.time()})
+
+
+def failed_step(folder):
+    """The step of a run that failed, from its records, or None."""
+    import tensorflow as tf
+    steps = _join(folder, "steps")
+    if not tf.io.gfile.exists(steps):
+        return None
+    for name in sorted(tf.io.gfile.listdir(steps)):
+        record = _read_json(_join(steps, name))
+        if record and record.get("state") == "failed":
+            return record
+    return None
+
+
+def recorded(folder, step, function, *args):
+    """``function(*args)``, with RUN_DIR/steps/<step>.json saying it ran and how it ended."""
+    record_step(folder, step, "running")
+    try:
+        result = function(*args)
+    except StepFailed as error:
+        record_step(folder, step, "failed", str(error))
+        raise
+    except Exception as error:
+        record_step(folder, step, "failed", "%s: %s" % (type(error).__name__, error))
+        raise
+    record_step(folder, step, "succeeded")
+    return result
+
+
+def train_options(max_steps, train_batch_size, num_eval_images, train_steps_per_eval, warmup_learning_rate,
+                  warmup_steps, initial_learning_rate, image_size, fpn_type, aug_scale_min, aug_scale_max, backbone,
+                  params_override, init_checkpoint):
+    """The pipeline's parameters as ``trainer.commands.train`` keyword arguments; zeros and empty
+    strings mean the trainer's defaults."""
+    options = {"max_steps": max_steps, "train_batch_size": train_batch_size,
+               "train_steps_per_eval": train_steps_per_eval, "warmup_learning_rate": warmup_learning_rate,
+               "warmup_steps": warmup_steps, "initial_learning_rate": initial_learning_rate, "fpn_type": fpn_type,
+               "aug_scale_min": aug_scale_min, "aug_scale_max": aug_scale_max, "num_eval_images": num_eval_images,
+               "image_size": image_size, "backbone": backbone, "init_checkpoint": init_checkpoint}
+    options = {k: v for k, v in options.items() if v not in (0, 0.0, "", None)}
+    if params_override:
+        options["params_overrides"] = [params_override]
+    return options
+
+
+def train_candidate(dataset, model_dir, options, backend, project, region, image, accelerator, job_id):
+    """Train here (``backend`` local) or as a Vertex AI custom job; returns the checkpoints' folder."""
+    if backend == "vertex":
+        return train_on_vertex(dataset, model_dir, options, project, region, image, accelerator, job_id)
+    if backend != "local":
+        raise StepFailed("backend must be local or vertex, got %s" % backend)
+    return train(dataset, model_dir, options)
+
+
+def unity_token(secret=""):
+    """The Unity Simulation token: from Secret Manager (``projects/P/secrets/S[/versions/V]``), or the
+    usual places (--token, USIM_ACCESS_TOKEN, ~/.usim/token.json)."""
+    from launcher import usim
+    if not secret:
+        return usim.resolve_token(None)
+    from launcher import secrets
+    return secrets.access(secret)
+
+
+def transfer(source, run_definition_id="", run_execution_id="", bucket="", folder="", token_secret=""):
+    """The run's folder: ``source`` when given, else the bucket path a Unity Simulation transfer fills.
+    The transfer's id is recorded in RUN_DIR/transfer.json as soon as it starts, so a retried step
+    waits for that transfer instead of starting another."""
     if source:
         return source.rstrip("/")
     if not (run_definition_id and run_execution_id and bucket):
         raise StepFailed("pass --source, or --run-definition-id, --run-execution-id and --bucket")
     from launcher import usim
-    client = usim.TransferClient(usim.resolve_api_url(None), usim.resolve_project_id(None), usim.resolve_token(None))
-    started = client.start(bucket, run_definition_id, run_execution_id)
-    client.wait(usim.transfer_id(started), 6 * 3600, 30.0)
+    from launcher.errors import LauncherError
+    try:
+        client = usim.TransferClient(usim.resolve_api_url(None), usim.resolve_project_id(None),
+                                     unity_token(token_secret))
+        record_path = _join(folder, "transfer.json") if folder else None
+        record = _read_json(record_path) if record_path else None
+        if record and record.get("run_execution_id") == run_execution_id:
+            transfer_id = record["id"]
+        else:
+            transfer_id = usim.transfer_id(client.start(bucket, run_definition_id, run_execution_id))
+            if record_path:
+                _write_json(record_path, {"id": transfer_id, "run_definition_id": run_definition_id,
+                                          "run_execution_id": run_execution_id, "bucket": bucket})
+        client.wait(transfer_id, 6 * 3600, 30.0)
+    except LauncherError as error:
+        raise StepFailed("the Unity Simulation transfer failed: %s" % error)
     return "gs://%s/projects/%s/run_executions/urn:run_definitions:%s/urn:run_executions:%s" % (
         bucket, client.project_id, run_definition_id, run_execution_id)
 
 
 def convert(source, output, eval_pct=20.0, beam_args=()):
-    """The conversion (``python main.py``) of the run: DirectRunner here, or Dataflow through ``beam_args``."""
-    from tfproc import cli, output as output_lib, pipeline as tfproc_pipeline
+    """The conversion (``python main.py``) of the run: DirectRunner here, or Dataflow through
+    ``beam_args``. A complete output already there (a retried step) is reused; a partial one is
+    finished or replaced by the conversion's own recovery."""
+    from tfproc import cli, fsutil
+    from tfproc import output as output_lib
+    from tfproc import pipeline as tfproc_pipeline
+    if fsutil.is_file(fsutil.join(output, tfproc_pipeline.SUMMARY)) and not [
+            rel for rel in fsutil.list_tree(output) if rel.endswith("/" + output_lib.COMMITTED)]:
+        return output
     try:
-        cli.convert(source, eval_pct, output, beam_args=beam_args)
-    except (cli.UsageError, tfproc_pipeline.ConversionFailed, output_lib.OutputBusy) as error:
+        cli.convert(source, eval_pct, output, overwrite=True, beam_args=beam_args)
+    except (cli.UsageError, tfproc_pipeline.ConversionFailed, output_lib.OutputBusy, output_lib.OutputUnusable) as error:
         raise StepFailed("the conversion of %s failed: %s" % (source, error))
     return output
 
 
+def trained_to(model_dir, steps):
+    """Whether ``model_dir`` holds a checkpoint at ``steps`` or beyond."""
+    from trainer import engine
+    step = engine.latest_step(model_dir)
+    return step is not None and step >= int(steps)
+
+
 def train(dataset, model_dir, options=None):
-    """The trainer on this machine; ``options`` are ``trainer.commands.train``'s keyword arguments."""
-    from trainer import commands
+    """The trainer on this machine; ``options`` are ``trainer.commands.train``'s keyword arguments.
+    A model dir trained to ``max_steps`` already is reused."""
+    from trainer import commands, config
+    options = dict(options or {})
+    if trained_to(model_dir, options.get("max_steps") or config.HYPERPARAMETERS["max_steps"]):
+        return model_dir
     try:
-        return commands.train(dataset, model_dir, **(options or {}))
+        return commands.train(dataset, model_dir, **options)
     except commands.TrainerError as error:
         raise StepFailed("training on %s failed: %s" % (dataset, error))
 
 
-def evaluate(model_dir, dataset, name, split="eval"):
-    """Score ``model_dir`` on a conversion output; returns its metrics (also in MODEL_DIR/eval_NAME/)."""
+def evaluate(model_dir, dataset, name, split="eval", output=None):
+    """Score ``model_dir`` on a conversion output; returns its metrics (in OUTPUT, by default
+    MODEL_DIR/eval_NAME/)."""
     from trainer import commands
     try:
-        metrics = commands.evaluate(dataset, model_dir, split, output=_join(model_dir, "eval_" + name))
+        metrics = commands.evaluate(dataset, model_dir, split, output=output or _join(model_dir, "eval_" + name))
     except commands.TrainerError as error:
         raise StepFailed("evaluating %s on %s failed: %s" % (model_dir, dataset, error))
     metrics.pop("path", None)
     return metrics
 
 
-def evaluate_all(model_dir, dataset, real_dataset=""):
-    """``{"synthetic": metrics, "real": metrics}`` (real only with a real dataset)."""
-    results = {"synthetic": evaluate(model_dir, dataset, "synthetic")}
+def evaluate_all(model_dir, dataset, real_dataset="", output=None):
+    """``{"synthetic": metrics, "real": metrics}`` (real only with a real dataset); each into
+    OUTPUT/NAME (default MODEL_DIR/eval_NAME)."""
+    where = (lambda name: _join(output, name)) if output else (lambda name: None)
+    results = {"synthetic": evaluate(model_dir, dataset, "synthetic", output=where("synthetic"))}
     if real_dataset:
-        results["real"] = evaluate(model_dir, real_dataset, "real", split=_split_with_images(real_dataset))
+        results["real"] = evaluate(model_dir, real_dataset, "real", split=_split_with_images(real_dataset),
+                                   output=where("real"))
     return results
 
 
@@ -90,98 +227,101 @@ def metric_value(results, metric):
 
 def production_model(production_dir):
     """The production model's folder, or None when nothing was promoted yet."""
-    import tensorflow as tf
-    model = _join(production_dir, "model")
-    return model if tf.io.gfile.exists(_join(model, "params.yaml")) else None
+    return production_lib.current_model(production_dir)
 
 
-def compare(candidate, production_dir, dataset, real_dataset="", metric=""):
-    """Candidate against the production model on the same data, by ``metric`` (e.g. real.AP)."""
+def compare(candidate, production_dir, dataset, real_dataset="", metric="", folder=""):
+    """Candidate against the production model on the same data, by ``metric`` (e.g. real.AP). The
+    production model's scores go under the run's own FOLDER/production_scores/, never into the
+    production folder; the comparison is written to FOLDER/comparison.json."""
     metric = metric or default_metric(real_dataset)
     production = production_model(production_dir)
-    result = {"metric": metric, "candidate": metric_value(candidate, metric), "candidate_metrics": candidate}
+    result = {"metric": metric, "candidate": metric_value(candidate, metric), "candidate_metrics": candidate,
+              "production_model": production}
     if production is None:
         result.update(production=None, better=True, reason="no production model yet")
-        return result
-    scored = evaluate_all(production, dataset, real_dataset)
-    result.update(production=metric_value(scored, metric), production_metrics=scored)
-    result["better"] = result["candidate"] > result["production"]
-    result["reason"] = "%s: candidate %.4f, production %.4f" % (metric, result["candidate"], result["production"])
+    else:
+        scored = evaluate_all(production, dataset, real_dataset,
+                              output=_join(folder, "production_scores") if folder else _join(production, "eval"))
+        result.update(production=metric_value(scored, metric), production_metrics=scored)
+        result["better"] = result["candidate"] > result["production"]
+        result["reason"] = "%s: candidate %.4f, production %.4f" % (metric, result["candidate"], result["production"])
+    if folder:
+        _write_json(_join(folder, "comparison.json"), result)
     return result
 
 
-def promote(comparison, candidate_dir, production_dir, mode="manual", report_dir=""):
-    """``manual``: write a report of which is better and the command that promotes the candidate.
-    ``auto``: if the candidate is better, copy it to PRODUCTION/model (the previous one goes to
-    PRODUCTION/previous) and write PRODUCTION/production.json. Returns the report."""
-    import tensorflow as tf
-    command = ("python -m launcher pipeline promote --candidate %s --production %s"
-               % (candidate_dir, production_dir))
+def promote_command(candidate_dir, production_dir, run):
+    return "python -m launcher pipeline promote --candidate %s --production %s --run %s" % (
+        candidate_dir, production_dir, run)
+
+
+def promote(comparison, candidate_dir, production_dir, mode="manual", folder="", run=""):
+    """``manual``: a report of which is better and the command that promotes the candidate.
+    ``auto``: promote a better candidate (launcher.production: a write-once version and the pointer
+    replaced). The report goes to FOLDER/promotion.json. Run again, it changes nothing more."""
+    run = run or os.path.basename(folder.rstrip("/")) or "manual"
     report = {"metric": comparison["metric"], "candidate": comparison["candidate"],
               "production": comparison.get("production"), "better": comparison["better"],
               "reason": comparison.get("reason", ""), "mode": mode, "candidate_dir": candidate_dir,
-              "production_dir": production_dir, "promoted": False, "promote_command": command}
+              "production_dir": production_dir, "promoted": False, "run": run,
+              "promote_command": promote_command(candidate_dir, production_dir, run)}
     if mode == "auto" and comparison["better"]:
-        install(candidate_dir, production_dir, comparison)
+        install(candidate_dir, production_dir, comparison, run)
         report["promoted"] = True
-    if report_dir:
-        tf.io.gfile.makedirs(report_dir)
-        with tf.io.gfile.GFile(_join(report_dir, "promotion.json"), "w") as f:
-            f.write(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    if folder:
+        _write_json(_join(folder, "promotion.json"), report)
     return report
 
 
-def install(candidate_dir, production_dir, comparison=None):
-    """Copy the candidate's newest checkpoint, params and metrics to PRODUCTION/model, keeping the
-    previous model in PRODUCTION/previous; write production.json last."""
-    import tensorflow as tf
-    model, previous = _join(production_dir, "model"), _join(production_dir, "previous")
-    latest = tf.train.latest_checkpoint(candidate_dir)
-    if not latest:
-        raise StepFailed("no checkpoint in %s" % candidate_dir)
-    if tf.io.gfile.exists(model):
-        if tf.io.gfile.exists(previous):
-            tf.io.gfile.rmtree(previous)
-        tf.io.gfile.rename(model, previous)
-    staging = _join(production_dir, ".model-incoming")
-    if tf.io.gfile.exists(staging):
-        tf.io.gfile.rmtree(staging)
-    tf.io.gfile.makedirs(staging)
-    names = [os.path.basename(p) for p in tf.io.gfile.glob(latest + "*")] + ["params.yaml", "metrics.json"]
-    for name in names:
-        if tf.io.gfile.exists(_join(candidate_dir, name)):
-            tf.io.gfile.copy(_join(candidate_dir, name), _join(staging, name), overwrite=True)
-    with tf.io.gfile.GFile(_join(staging, "checkpoint"), "w") as f:
-        f.write('model_checkpoint_path: "%s"\n' % os.path.basename(latest))
-    tf.io.gfile.rename(staging, model)
-    record = {"source": candidate_dir, "checkpoint": os.path.basename(latest),
-              "promoted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "metrics": (comparison or {}).get("candidate_metrics"), "compared": {
-                  k: (comparison or {}).get(k) for k in ("metric", "candidate", "production", "reason")}}
-    with tf.io.gfile.GFile(_join(production_dir, PRODUCTION), "w") as f:
-        f.write(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    return model
+def install(candidate_dir, production_dir, comparison=None, run="manual"):
+    """Make the candidate production, as version ``run``; returns the model's folder."""
+    try:
+        pointer, _ = production_lib.promote(candidate_dir, production_dir, run, comparison)
+    except production_lib.PromotionError as error:
+        raise StepFailed(str(error))
+    return pointer["current"]["model"]
+
+
+def vertex_job_id(run):
+    """A job id that a retried train step finds again (letters, digits and underscores)."""
+    return ("synthdet_" + re.sub(r"[^A-Za-z0-9]+", "_", run)).strip("_")[:120] + "_train"
 
 
 def train_on_vertex(dataset, job_dir, options, project, region, image, accelerator="gpu", job_id=None,
-                    on_state=None):
+                    on_state=None, poll_seconds=60.0):
     """The same training as a Vertex AI custom job in the project's image, waited for.
 
     ``options`` are ``trainer.commands.train``'s keyword arguments (hyperparameters, backbone,
-    params_overrides). Returns the folder of its checkpoints (Vertex's AIP_CHECKPOINT_DIR)."""
+    params_overrides, init_checkpoint). With the same ``job_id`` a retried step re-attaches to its
+    job instead of starting another; SIGTERM (the pipeline cancelled) cancels the job. Returns the
+    folder of its checkpoints (Vertex's AIP_CHECKPOINT_DIR)."""
     from launcher import training
     from launcher.errors import LauncherError
     options = dict(options or {})
     request = training.TrainRequest(
         job_id=job_id or "synthdet_pipeline_%s" % time.strftime("%Y%m%d_%H%M%S"), job_dir=job_dir.rstrip("/"),
         dataset=dataset, accelerator=accelerator, image=image, backbone=options.pop("backbone", "resnet-50"),
+        init_checkpoint=options.pop("init_checkpoint", "") or "", init_from=options.pop("init_from", "") or "",
         params_overrides=tuple(options.pop("params_overrides", ())), hyperparameters=options)
     try:
         backend = training.backend("vertex", project, region)
         submission = backend.submit(backend.plan(request))
-        job = backend.wait(submission.job.id, 60.0, on_state=on_state)
     except LauncherError as error:
         raise StepFailed("training on Vertex AI failed: %s" % error)
+    job = submission.job
+
+    def cancel_job(signum, frame):
+        backend.cancel(job.id)
+        raise StepFailed("the pipeline was cancelled: asked Vertex AI to cancel job %s" % job.title())
+
+    previous = signal.signal(signal.SIGTERM, cancel_job)
+    try:
+        job = backend.wait(job.id, poll_seconds, on_state=on_state)
+    except LauncherError as error:
+        raise StepFailed("following Vertex job %s failed: %s" % (job.title(), error))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if job.state != "SUCCEEDED":
         raise StepFailed("Vertex job %s ended %s%s" % (job.title(), job.state, ": " + job.error if job.error else ""))
     return _join(job_dir, "checkpoints")

@@ -77,6 +77,7 @@ class TrainRequest:
     num_classes: int = None
     backbone: str = "resnet-50"
     init_checkpoint: str = ""           # vertex: "" = imagenet where Model Garden publishes one, else none
+    init_from: str = ""                 # vertex: a trained model's gs:// folder to start from (fine-tuning)
     params_overrides: tuple = ()        # vertex: Model Garden overrides (YAML/JSON text or files)
     extra_args: tuple = ()              # ml: the built-in algorithm's name=value arguments
     training_data: str = ""             # ml: a TFRecord pattern instead of --dataset's

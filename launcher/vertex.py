@@ -131,7 +131,7 @@ def strategy(pools):
 
 
 def trainer_args(dataset, hyperparameters, num_classes=None, backbone="resnet-50", strategy_name="auto",
-                 spec=None, overrides=(), init_checkpoint=None):
+                 spec=None, overrides=(), init_checkpoint=None, init_from=None):
     """``python -m trainer`` arguments: the same flags as a local ``python -m trainer train``, plus the
     strategy and what the machine promises."""
     args = ["train", "--dataset", dataset]
@@ -140,7 +140,9 @@ def trainer_args(dataset, hyperparameters, num_classes=None, backbone="resnet-50
     if num_classes is not None:
         args += ["--num-classes", str(num_classes)]
     args += ["--backbone", backbone, "--strategy", strategy_name]
-    if init_checkpoint:
+    if init_from:
+        args += ["--init-from", init_from]
+    elif init_checkpoint:
         args += ["--init-checkpoint", init_checkpoint]
     if spec:
         expected = promise(spec)
@@ -300,6 +302,8 @@ class VertexBackend(training.Backend):
                                                    request.backbone)
         except trainer_config.ConfigError as error:
             raise UsageError(str(error))
+        if request.init_from and not request.init_from.startswith("gs://"):
+            raise UsageError("--init-from must be a gs:// model folder the job can read, got %s" % request.init_from)
         if init not in ("imagenet", "none") and "://" not in init:
             raise UsageError("--init-checkpoint must be imagenet, none or a gs:// checkpoint the job can read, got %s"
                              % init)
@@ -307,7 +311,7 @@ class VertexBackend(training.Backend):
         body = job_body(
             request.job_id, request.job_dir.rstrip("/"), pools, request.image,
             lambda spec: trainer_args(dataset, values, request.num_classes, request.backbone, strategy_name,
-                                      spec, overrides, None if init == "none" else init),
+                                      spec, overrides, None if init == "none" else init, request.init_from or None),
             labels=request.labels, service_account=request.service_account, network=request.network,
             timeout_seconds=timeout, tensorboard=request.tensorboard, enable_web_access=request.enable_web_access)
         return training.Plan(request, body, gcloud_command(body, self.region, "job.yaml"), "job.yaml",

@@ -76,4 +76,4 @@ def test_the_cuda_wheels_are_the_ones_tensorflow_names_at_our_pins(resolved):
 
 def test_the_pipeline_sdk_is_in_the_image(resolved):
     """The pipeline's components run in this image with nothing installed at run time."""
-    assert "kfp" in resolved and "apache-beam" in resolved
+    assert "kfp" in resolved and "apache-beam" in resolved and "croniter" in resolved

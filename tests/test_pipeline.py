@@ -2,22 +2,24 @@
 (runs and schedules) against fake services on 127.0.0.1."""
 import json
 import os
+import pathlib
 import random
+import shutil
 
 import pytest
 import yaml
 
 from tfproc import sample
-from test_launcher import PROJECT, run  # noqa: F401
+from test_launcher import PROJECT, dataset, run  # noqa: F401
 
 SMALL = ["--max-steps", 4, "--train-steps-per-eval", 4, "--train-batch-size", 2, "--backbone", "mobilenet",
          "--fpn-type", "fpn", "--image-size", "128,128", "--params-override",
          "{task: {model: {head: {num_filters: 32, num_convs: 1}, decoder: {fpn: {num_filters: 32}},"
          " backbone: {mobilenet: {filter_size_scale: 0.35}}}}, trainer: {steps_per_loop: 2}}"]
-STEPS = ["transfer", "convert", "train", "evaluate", "compare", "promote"]
+STEPS = ["transfer", "convert", "train", "finetune", "evaluate", "compare", "promote"]
 
 
-def test_compile_writes_a_kfp_spec_with_the_six_steps_in_order(tmp_path):
+def test_compile_writes_a_kfp_spec_for_vertex_with_per_run_paths_and_no_cache(tmp_path):
     out = tmp_path / "synthdet_pipeline.yaml"
     code, stdout, err = run("pipeline", "compile", "--output", out, "--image", "us-docker.pkg.dev/p/r/synthdet:1")
     assert code == 0, err
@@ -29,14 +31,24 @@ def test_compile_writes_a_kfp_spec_with_the_six_steps_in_order(tmp_path):
     order = {name: set(task.get("dependentTasks", [])) for name, task in tasks.items()}
     for earlier, later in zip(STEPS, STEPS[1:]):
         assert earlier in order[later] or any(earlier in order[t] for t in order[later]), (earlier, later)
-    images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
-    assert images == {"us-docker.pkg.dev/p/r/synthdet:1"}
+    for name, task in tasks.items():
+        assert not task.get("cachingOptions", {}).get("enableCache"), name       # never cached
+        job_name = task["inputs"]["parameters"]["job_name"]["runtimeValue"]["constant"]
+        assert job_name == "{{$.pipeline_job_name}}", name                     # WORK_DIR/runs/<job>/
+    executors = spec["deploymentSpec"]["executors"].values()
+    assert {e["container"]["image"] for e in executors} == {"us-docker.pkg.dev/p/r/synthdet:1"}
+    for executor in executors:
+        command = " ".join(executor["container"]["command"])
+        assert "pip install" not in command and "kfp.dsl.executor_main" in command
     parameters = spec["root"]["inputDefinitions"]["parameters"]
     for name in ("source", "eval_pct", "max_steps", "train_batch_size", "num_eval_images", "train_steps_per_eval",
                  "warmup_learning_rate", "warmup_steps", "initial_learning_rate", "image_size", "fpn_type",
-                 "aug_scale_min", "aug_scale_max", "real_dataset", "production_dir", "promote_mode", "metric"):
+                 "aug_scale_min", "aug_scale_max", "real_dataset", "production_dir", "promote_mode", "metric",
+                 "usim_token_secret", "finetune_dataset", "finetune_steps", "work_dir", "run_name"):
         assert name in parameters, name
     assert parameters["max_steps"]["defaultValue"] == 75000 and parameters["fpn_type"]["defaultValue"] == "nasfpn"
+    assert parameters["backend"]["defaultValue"] == "vertex"
+    assert parameters["image"]["defaultValue"] == "us-docker.pkg.dev/p/r/synthdet:1"
 
 
 def _real_photos(folder, label_map):
@@ -55,46 +67,124 @@ def _real_photos(folder, label_map):
     return folder / "real"
 
 
-def test_the_whole_chain_runs_locally_promotes_then_reports(tmp_path):
+def _runs(work_dir):
+    return sorted(os.listdir(work_dir / "runs"))
+
+
+def test_the_same_chain_twice_into_one_work_dir_keeps_each_run_and_the_production_history(tmp_path):
     source = tmp_path / "run"
     sample.make_run(str(source), app_params=2, instances=2, frames=6, width=128, height=96, seed=9)
-    production = tmp_path / "production"
+    work, production = tmp_path / "work", tmp_path / "production"
 
     # first run: no production model yet, --promote auto makes the candidate production
-    code, out, err = run("pipeline", "run", "--local", "--source", source, "--work-dir", tmp_path / "p1",
-                         "--production-dir", production, "--promote", "auto", *SMALL)
+    code, out, err = run("pipeline", "run", "--local", "--source", source, "--work-dir", work,
+                         "--production-dir", production, "--promote", "auto", "--run-id", "night-1", *SMALL)
     assert code == 0, err
     assert "promoted the candidate" in out
-    record = json.loads((production / "production.json").read_text())
-    assert record["source"] == str(tmp_path / "p1" / "candidate") and record["checkpoint"] == "ckpt-4"
-    assert set(record["metrics"]) == {"synthetic"}
-    assert (production / "model" / "params.yaml").exists()
-    assert (tmp_path / "p1" / "output" / "summary.json").exists()
-    evaluated = json.loads((tmp_path / "p1" / "candidate" / "eval_synthetic" / "metrics.json").read_text())
+    first = work / "runs" / "night-1"
+    pointer = json.loads((production / "production.json").read_text())
+    assert pointer["current"]["name"] == "night-1" and pointer["previous"] is None
+    assert pointer["current"]["source"] == str(first / "candidate") and pointer["current"]["checkpoint"] == "ckpt-4"
+    assert pointer["current"]["model"] == str(production / "models" / "night-1")
+    assert (production / "models" / "night-1" / "COMPLETE").exists()
+    assert set(pointer["current"]["metrics"]) == {"synthetic"}
+    assert (first / "output" / "summary.json").exists()
+    evaluated = json.loads((first / "candidate" / "eval_synthetic" / "metrics.json").read_text())
     assert evaluated["step"] == 4 and "AP" in evaluated
+    assert {json.loads(p.read_text())["state"] for p in (first / "steps").iterdir()} == {"succeeded"}
 
-    # second run: real photos too; compared with production on the same data, reported (manual)
-    real = _real_photos(tmp_path, tmp_path / "p1" / "output" / "label_map.pbtxt")
-    code, out, err = run("pipeline", "run", "--local", "--source", source, "--work-dir", tmp_path / "p2",
-                         "--production-dir", production, "--real-dataset", real, *SMALL)
+    # second run into the same work dir: its own folder; compared with the first run's model
+    real = _real_photos(tmp_path, first / "output" / "label_map.pbtxt")
+    code, out, err = run("pipeline", "run", "--local", "--source", source, "--work-dir", work,
+                         "--production-dir", production, "--real-dataset", real, "--run-id", "night-2", *SMALL)
     assert code == 0, err
-    report = json.loads((tmp_path / "p2" / "promotion.json").read_text())
+    second = work / "runs" / "night-2"
+    assert _runs(work) == ["night-1", "night-2"] and (second / "output" / "summary.json").exists()
+    comparison = json.loads((second / "comparison.json").read_text())
+    assert comparison["production_model"] == str(production / "models" / "night-1")
+    assert (second / "production_scores" / "real" / "metrics.json").exists()     # scores in the run's folder
+    assert sorted(os.listdir(production / "models" / "night-1")) == sorted(
+        os.listdir(production / "models" / "night-1"))
+    assert not (production / "models" / "night-1" / "eval").exists()
+    report = json.loads((second / "promotion.json").read_text())
     assert report["metric"] == "real.AP" and report["mode"] == "manual" and report["promoted"] is False
-    assert report["production"] is not None and "candidate" in report["reason"]
     assert report["promote_command"] in out
-    assert json.loads((production / "production.json").read_text())["source"] == str(tmp_path / "p1" / "candidate")
-    assert (tmp_path / "p2" / "candidate" / "eval_real" / "metrics.json").exists()
-    assert (production / "model" / "eval_real" / "metrics.json").exists()     # production scored on the same data
-    # the KFP metrics artifacts of the evaluate step
-    found = [os.path.join(d, f) for d, _, files in os.walk(tmp_path / "p2" / "pipeline_root") for f in files
-             if d.endswith(os.path.join("evaluate", "metrics")) or f == "metrics"]
-    assert found or list((tmp_path / "p2" / "pipeline_root").rglob("executor_output.json"))
 
-    # the report's command promotes by hand: the previous model is kept
+    # the report's command promotes by hand; the first run's model is kept as the previous one
     code, out, err = run(*report["promote_command"].split()[3:])
     assert code == 0, err
-    assert (production / "previous" / "params.yaml").exists()
-    assert json.loads((production / "production.json").read_text())["source"] == str(tmp_path / "p2" / "candidate")
+    pointer = json.loads((production / "production.json").read_text())
+    assert pointer["current"]["name"] == "night-2" and pointer["previous"]["name"] == "night-1"
+    before = (production / "production.json").read_text()
+    code, out, err = run(*report["promote_command"].split()[3:])          # twice: nothing changes
+    assert code == 0 and "nothing changed" in out
+    assert (production / "production.json").read_text() == before
+    code, out, err = run("pipeline", "promote", "--rollback", "--production", production)
+    assert code == 0, err
+    assert json.loads((production / "production.json").read_text())["current"]["name"] == "night-1"
+    assert (production / "models" / "night-2" / "COMPLETE").exists()      # kept, write-once
+
+    # a step run again in the same run gives back its result: nothing converted or trained again
+    from launcher import steps
+    stamp = os.path.getmtime(second / "output" / "summary.json")
+    assert steps.convert(str(source), str(second / "output")) == str(second / "output")
+    assert os.path.getmtime(second / "output" / "summary.json") == stamp
+    checkpoints = sorted(os.listdir(second / "candidate"))
+    assert steps.train(str(second / "output"), str(second / "candidate"), {"max_steps": 4}) == str(second / "candidate")
+    assert sorted(os.listdir(second / "candidate")) == checkpoints
+
+
+def test_a_failed_local_run_names_its_step(tmp_path):
+    code, out, err = run("pipeline", "run", "--local", "--source", tmp_path / "nothing-here", "--work-dir",
+                         tmp_path / "work", "--run-id", "broken", *SMALL)
+    assert code == 1
+    assert "the pipeline failed at its convert step" in err and "does not exist" in err
+
+
+def _candidate(folder, value):
+    import tensorflow as tf
+    folder.mkdir(parents=True)
+    tf.train.Checkpoint(v=tf.Variable(float(value))).save(str(folder / "ckpt"))
+    (folder / "params.yaml").write_text("runtime: {}\n")
+    (folder / "metrics.json").write_text(json.dumps({"AP": value}))
+    return str(folder)
+
+
+def test_a_promotion_killed_at_any_change_leaves_a_valid_pointer(tmp_path):
+    from launcher import production as production_lib
+    from test_integrity_kills import killed_at
+    prod = tmp_path / "prod"
+    first, second = _candidate(tmp_path / "c1", 0.1), _candidate(tmp_path / "c2", 0.2)
+    production_lib.promote(first, str(prod), "run-1")
+    kills = 0
+    for change in range(1, 100):
+        trial = tmp_path / ("prod%d" % change)
+        shutil.copytree(prod, trial)
+        code = killed_at(change, lambda: production_lib.promote(second, str(trial), "run-2") and 0)
+        pointer = json.loads((trial / "production.json").read_text())
+        assert pointer["current"]["name"] in ("run-1", "run-2")
+        assert (pathlib.Path(pointer["current"]["model"]) / "COMPLETE").exists()
+        if code == 0:
+            assert pointer["current"]["name"] == "run-2"
+            break
+        kills += 1
+        production_lib.promote(second, str(trial), "run-2")        # the next promotion finishes it
+        pointer = json.loads((trial / "production.json").read_text())
+        assert pointer["current"]["name"] == "run-2" and pointer["previous"]["name"] == "run-1"
+        assert (trial / "models" / "run-2" / "COMPLETE").exists()
+        assert not [p for p in (trial / "models" / "run-2").iterdir() if ".tmp-" in p.name]
+    assert kills >= 5
+
+
+def test_two_promotions_at_once_are_kept_apart(tmp_path):
+    from launcher import production as production_lib
+    from tfproc import output
+    prod = tmp_path / "prod"
+    held = output.claim(str(prod), "someone", what="promotion")
+    with pytest.raises(output.OutputBusy, match="another promotion"):
+        production_lib.promote(_candidate(tmp_path / "c", 0.3), str(prod), "run-3")
+    held.release()
+    assert not (prod / "production.json").exists()
 
 
 # -- Vertex AI Pipelines ------------------------------------------------------------------------
@@ -128,23 +218,33 @@ def fake_pipelines(google):
 
 VERTEX = ["--project", PROJECT, "--region", "us-central1", "--pipeline-root", "gs://b/pipelines",
           "--image", "us-docker.pkg.dev/p/r/synthdet:1", "--run-definition-id", "El64GVP",
-          "--run-execution-id", "5M6wq80", "--bucket", "b", "--real-dataset", "gs://b/real/output"]
+          "--run-execution-id", "5M6wq80", "--bucket", "b", "--real-dataset", "gs://b/real/output",
+          "--usim-token-secret", "projects/%s/secrets/usim" % PROJECT]
 
 
 def test_vertex_pipeline_run_status_wait_cancel_list(fake_pipelines, google):
-    code, out, err = run("pipeline", "run", *VERTEX, "--run-id", "run-1", "--max-steps", 5000)
+    code, out, err = run("pipeline", "run", *VERTEX, "--run-id", "run-1", "--max-steps", 5000,
+                         "--service-account", "pipe@%s.iam.gserviceaccount.com" % PROJECT,
+                         "--network", "projects/123/global/networks/vpc1", "--labels", "team=vision",
+                         "--params-override", "trainer: {steps_per_loop: 50}")
     assert code == 0, err
     (create,) = google.calls("POST", r"/v1/%s/pipelineJobs" % PARENT)
     assert create["query"]["pipelineJobId"] == ["run-1"]
     body = create["body"]
     assert body["displayName"] == "run-1" and body["pipelineSpec"]["pipelineInfo"]["name"] == "synthdet-train-evaluate-promote"
+    assert body["serviceAccount"] == "pipe@%s.iam.gserviceaccount.com" % PROJECT
+    assert body["network"] == "projects/123/global/networks/vpc1" and body["labels"] == {"team": "vision"}
     config = body["runtimeConfig"]
     assert config["gcsOutputDirectory"] == "gs://b/pipelines"
     values = config["parameterValues"]
     assert values["run_execution_id"] == "5M6wq80" and values["backend"] == "vertex" and values["max_steps"] == 5000
     assert values["work_dir"] == "gs://b/pipelines/work" and values["production_dir"] == "gs://b/pipelines/work/production"
+    assert values["run_name"] == ""            # each run's folder comes from its pipeline job's name
+    assert values["usim_token_secret"] == "projects/%s/secrets/usim" % PROJECT
+    assert json.loads(values["params_override"]) == {"trainer": {"steps_per_loop": 50}}
     assert values["real_dataset"] == "gs://b/real/output" and values["promote_mode"] == "manual"
     assert "pipeline run %s/pipelineJobs/run-1: PREPARING" % PARENT in out
+    assert "gs://b/pipelines/work/runs/run-1" in out
     common = ["--project", PROJECT, "--region", "us-central1"]
     code, out, err = run("pipeline", "wait", "run-1", *common, "--interval", 0)
     assert code == 0 and "pipeline run run-1: SUCCEEDED" in out
@@ -154,14 +254,49 @@ def test_vertex_pipeline_run_status_wait_cancel_list(fake_pipelines, google):
     assert code == 0 and "run-1" in out
 
 
+def test_a_failed_vertex_run_names_its_failed_step(fake_pipelines, google):
+    google.route("GET", r"/v1/%s/pipelineJobs/bad" % PARENT, lambda r: (200, {
+        "name": "%s/pipelineJobs/bad" % PARENT, "displayName": "bad", "state": "PIPELINE_STATE_FAILED",
+        "error": {"message": "The DAG failed because some tasks failed."},
+        "jobDetail": {"taskDetails": [
+            {"taskName": "bad", "state": "FAILED"},
+            {"taskName": "convert", "state": "SUCCEEDED"},
+            {"taskName": "train", "state": "FAILED", "error": {"message": "Vertex job synthdet_bad_train ended FAILED"}},
+            {"taskName": "evaluate", "state": "CANCELLED"}]}}))
+    code, out, err = run("pipeline", "wait", "bad", "--project", PROJECT, "--region", "us-central1", "--interval", 0)
+    assert code == 1 and "ended FAILED at its train step" in err
+    assert "failed step: train: Vertex job synthdet_bad_train ended FAILED" in out
+
+
+def test_listings_page_through(google):
+    pages = {None: ({"pipelineJobs": [{"name": "%s/pipelineJobs/r%d" % (PARENT, i)} for i in range(3)],
+                     "nextPageToken": "t2"}),
+             "t2": ({"pipelineJobs": [{"name": "%s/pipelineJobs/r%d" % (PARENT, i)} for i in range(3, 5)]})}
+    google.route("GET", r"/v1/%s/pipelineJobs" % PARENT,
+                 lambda r: (200, pages[(r["query"].get("pageToken") or [None])[0]]))
+    schedules = {None: {"schedules": [{"name": "%s/schedules/1" % PARENT}], "nextPageToken": "s2"},
+                 "s2": {"schedules": [{"name": "%s/schedules/2" % PARENT}]}}
+    google.route("GET", r"/v1/%s/schedules" % PARENT,
+                 lambda r: (200, schedules[(r["query"].get("pageToken") or [None])[0]]))
+    code, out, _ = run("pipeline", "list", "--project", PROJECT, "--limit", 10)
+    assert code == 0 and [line.split()[0] for line in out.splitlines()] == ["r%d" % i for i in range(5)]
+    code, out, _ = run("pipeline", "schedules", "--project", PROJECT)
+    assert code == 0 and [line.split()[0] for line in out.splitlines()] == ["1", "2"]
+
+
 def test_vertex_schedule_every_two_weeks_and_its_management(fake_pipelines, google):
-    code, out, err = run("pipeline", "run", *VERTEX, "--schedule", "0 3 1,15 * *", "--run-id", "sched")
+    code, out, err = run("pipeline", "run", *VERTEX, "--schedule", "0 3 1,15 * *", "--run-id", "sched",
+                         "--service-account", "pipe@%s.iam.gserviceaccount.com" % PROJECT, "--labels", "team=vision")
     assert code == 0, err
     (create,) = google.calls("POST", r"/v1/%s/schedules" % PARENT)
     body = create["body"]
     assert body["cron"] == "0 3 1,15 * *" and body["maxConcurrentRunCount"] == "1"
     assert body["createPipelineJobRequest"]["parent"] == PARENT
-    assert body["createPipelineJobRequest"]["pipelineJob"]["runtimeConfig"]["parameterValues"]["bucket"] == "b"
+    job = body["createPipelineJobRequest"]["pipelineJob"]
+    assert job["serviceAccount"] == "pipe@%s.iam.gserviceaccount.com" % PROJECT and job["labels"] == {"team": "vision"}
+    values = job["runtimeConfig"]["parameterValues"]
+    assert values["bucket"] == "b" and values["run_name"] == "" and values["work_dir"] == "gs://b/pipelines/work"
+    assert "pipelineJobId" not in body["createPipelineJobRequest"]     # each scheduled run gets its own id
     assert not google.calls("POST", r"/v1/%s/pipelineJobs" % PARENT)
     common = ["--project", PROJECT, "--region", "us-central1"]
     code, out, _ = run("pipeline", "schedules", *common)
@@ -170,8 +305,20 @@ def test_vertex_schedule_every_two_weeks_and_its_management(fake_pipelines, goog
     assert run("pipeline", "schedules", *common, "--delete", "77")[0] == 0
     assert google.calls("POST", r"/v1/%s/schedules/77:pause" % PARENT)
     assert google.calls("DELETE", r"/v1/%s/schedules/77" % PARENT)
-    code, _, err = run("pipeline", "run", *VERTEX, "--schedule", "every day")
-    assert code == 2 and "cron expression" in err
+
+
+@pytest.mark.parametrize("cron, accepted", [
+    ("0 3 1,15 * *", True), ("CRON_TZ=Europe/Paris 0 3 * * MON", True), ("TZ=America/New_York 30 2 * JAN-JUN 1-5", True),
+    ("*/15 6-18 * * *", True), ("99 99 99 99 99", False), ("every day", False),
+    ("TZ=Mars/Olympus 0 3 * * *", False), ("0 3 * *", False), ("0 3 31 2 * *", False),
+])
+def test_cron_is_checked_as_vertex_takes_it(cron, accepted):
+    from launcher import errors, pipelines_api
+    if accepted:
+        assert pipelines_api.check_cron(cron) == cron
+    else:
+        with pytest.raises(errors.UsageError, match="--schedule"):
+            pipelines_api.check_cron(cron)
 
 
 def test_vertex_pipeline_dry_run_sends_nothing(fake_pipelines, google):
@@ -180,3 +327,56 @@ def test_vertex_pipeline_dry_run_sends_nothing(fake_pipelines, google):
     assert not google.calls(path_pattern=r"/v1/.*")
     body = json.loads(out[out.index("{"):])
     assert body["runtimeConfig"]["parameterValues"]["run_definition_id"] == "El64GVP"
+
+
+def test_the_transfer_step_reads_its_token_from_secret_manager_and_is_found_again(google, tmp_path, monkeypatch):
+    import base64
+
+    from fakes import FakeServer
+    from launcher import steps
+    google.route("GET", r"/v1/projects/%s/secrets/usim/versions/latest:access" % PROJECT,
+                 lambda r: (200, {"name": "x", "payload": {"data": base64.b64encode(b"secret-token\n").decode()}}))
+    monkeypatch.setenv("CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER", google.url + "/")
+    monkeypatch.setenv("USIM_HOME", str(tmp_path / "no-usim"))
+    monkeypatch.delenv("USIM_ACCESS_TOKEN", raising=False)
+    monkeypatch.setenv("USIM_PROJECT_ID", "unity-proj")
+    with FakeServer() as usim:
+        monkeypatch.setenv("USIM_API_URL", usim.url)
+        usim.route("PUT", r"/v1/projects/unity-proj/data_transfer", lambda r: (200, {"id": "tr-7", "status": "running"}))
+        usim.route("GET", r"/v1/projects/unity-proj/data_transfer/tr-7", lambda r: (200, {"id": "tr-7", "status": "success"}))
+        folder = str(tmp_path / "runs" / "r1")
+        for _ in range(2):      # a retried step finds the transfer it started
+            found = steps.transfer("", "El64GVP", "5M6wq80", "b", folder, "projects/%s/secrets/usim" % PROJECT)
+            assert found == "gs://b/projects/unity-proj/run_executions/urn:run_definitions:El64GVP/urn:run_executions:5M6wq80"
+        assert len(usim.calls("PUT")) == 1
+        assert usim.calls("PUT")[0]["headers"]["authorization"] == "Bearer secret-token"
+    assert json.loads((tmp_path / "runs" / "r1" / "transfer.json").read_text())["id"] == "tr-7"
+
+
+def test_the_vertex_train_step_re_attaches_and_a_cancelled_pipeline_cancels_its_job(google, dataset, monkeypatch):
+    import signal
+    import threading
+    import time as time_module
+
+    from launcher import steps
+    from test_vertex import IMAGE, JOBS, FakeVertex
+    from test_launcher import job_dir
+    fake = FakeVertex(google)
+    google.route("GET", JOBS + r"/(\d+)", lambda r: (200, dict(fake.jobs[r["match"].group(1)], state="JOB_STATE_RUNNING")))
+    import launcher.training
+    monkeypatch.setattr(launcher.training.time, "sleep", lambda s: time_module.monotonic() and threading.Event().wait(0.05))
+    job_id = steps.vertex_job_id("synthdet-20261201-030000")
+    assert job_id == "synthdet_synthdet_20261201_030000_train"
+    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    timer.start()
+    with pytest.raises(steps.StepFailed, match="cancel"):
+        steps.train_on_vertex(dataset, job_dir("pipe2"), {"max_steps": 9}, PROJECT, "us-central1", IMAGE,
+                              job_id=job_id, poll_seconds=0.05)
+    assert google.calls("POST", JOBS + r"/1000:cancel")
+    # the task retried: the same job is found, not a second one started
+    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    timer.start()
+    with pytest.raises(steps.StepFailed):
+        steps.train_on_vertex(dataset, job_dir("pipe2"), {"max_steps": 9}, PROJECT, "us-central1", IMAGE,
+                              job_id=job_id, poll_seconds=0.05)
+    assert len(google.calls("POST", JOBS)) == 1 and len(fake.jobs) == 1

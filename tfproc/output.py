@@ -99,19 +99,20 @@ class Claim:
             self.generation = None
 
 
-def claim(output, run_id, break_lock=False):
+def claim(output, run_id, break_lock=False, what="conversion"):
     """Claim ``output`` for this run or raise OutputBusy. The folder is created if need be.
 
-    ``break_lock`` takes over a gs:// lock whatever it says (a local lock dies with its process).
+    ``break_lock`` takes over a gs:// lock whatever it says (a local lock dies with its process);
+    ``what`` names the kind of run in messages.
     """
     record = {"run": run_id, "host": socket.gethostname(), "pid": os.getpid(),
               "started": time.time(), "heartbeat": time.time(), "job": ""}
     if fsutil.is_remote(output):
-        return _claim_remote(output, run_id, record, break_lock)
-    return _claim_local(output, run_id, record)
+        return _claim_remote(output, run_id, record, break_lock, what)
+    return _claim_local(output, run_id, record, what)
 
 
-def _claim_local(output, run_id, record):
+def _claim_local(output, run_id, record, what="conversion"):
     import fcntl
     try:
         os.makedirs(output, exist_ok=True)
@@ -131,8 +132,8 @@ def _claim_local(output, run_id, record):
             handle.seek(0)
             holder = _parse(handle.read())
             handle.close()
-            raise OutputBusy("%s is being written by another conversion (%s); wait for it to end, "
-                             "or pass another --output" % (output, _describe(holder)))
+            raise OutputBusy("%s is being written by another %s (%s); wait for it to end, "
+                             "or pass another --output" % (output, what, _describe(holder)))
         except OSError as error:
             handle.close()
             raise OutputUnusable("cannot lock %s: %s (a filesystem without file locks?); write the output to a "
@@ -193,7 +194,7 @@ def _lock_blob(output):
     return fsutil.storage_client().bucket(bucket).blob((prefix.rstrip("/") + "/" if prefix else "") + LOCK)
 
 
-def _claim_remote(output, run_id, record, break_lock):
+def _claim_remote(output, run_id, record, break_lock, what="conversion"):
     from google.api_core import exceptions
     blob = _lock_blob(output)
     for _ in range(3):
@@ -212,8 +213,8 @@ def _claim_remote(output, run_id, record, break_lock):
         if _alive(holder) and not break_lock:
             hint = (" If that job has ended (gcloud dataflow jobs describe %s), pass --break-lock."
                     % holder["job"]) if holder.get("job") else ""
-            raise OutputBusy("%s is being written by another conversion (%s); wait for it to end, "
-                             "or pass another --output.%s" % (output, _describe(holder), hint))
+            raise OutputBusy("%s is being written by another %s (%s); wait for it to end, "
+                             "or pass another --output.%s" % (output, what, _describe(holder), hint))
         try:
             blob.delete(if_generation_match=blob.generation)    # only the stale lock we read
         except (exceptions.NotFound, exceptions.PreconditionFailed):

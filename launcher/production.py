@@ -1,0 +1,130 @@
+"""The production folder: write-once model versions and one pointer that names the current one.
+
+    PRODUCTION/production.json          {"current": VERSION, "previous": VERSION or null, "history": [...]}
+    PRODUCTION/models/<run>/            a promoted model: its checkpoint, params.yaml, metrics.json,
+                                        and COMPLETE, written last
+    VERSION = {"name", "model", "source", "checkpoint", "metrics", "compared", "promoted_at"}
+
+A promotion copies the candidate into ``models/<run>/`` (never changed once COMPLETE is there), then
+replaces the pointer in one write. A crash at any point leaves the old pointer or the new one, and
+both name complete models; promoting the same candidate again changes nothing; ``rollback`` points
+back to the previous model. A claim on the folder (the conversion's lock: an flock locally, a
+generation-matched object on gs://) keeps two promotions apart.
+"""
+import json
+import os
+import posixpath
+import re
+import time
+
+from tfproc import fsutil
+from tfproc import output as output_lib
+
+POINTER = "production.json"
+MODELS = "models"
+COMPLETE = "COMPLETE"
+
+
+class PromotionError(RuntimeError):
+    """A promotion or rollback that cannot be done; the message says why."""
+
+
+def _join(*parts):
+    return posixpath.join(*parts) if fsutil.is_remote(parts[0]) else os.path.join(*parts)
+
+
+def version_name(run):
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", run).strip("-")[:120] or "run"
+
+
+def read_pointer(production_dir):
+    """The pointer, or None before the first promotion. A pointer of the layout before versions
+    (PRODUCTION/model and a flat production.json) is read as its current model."""
+    path = _join(production_dir, POINTER)
+    if not fsutil.is_file(path):
+        return None
+    try:
+        pointer = json.loads(fsutil.read_bytes(path))
+    except ValueError as error:
+        raise PromotionError("%s is not valid JSON (%s); restore it from its history" % (path, error))
+    if "current" not in pointer and "source" in pointer:        # the earlier layout
+        pointer = {"current": dict(pointer, name="model", model=_join(production_dir, "model")),
+                   "previous": None, "history": []}
+    return pointer
+
+
+def current_model(production_dir):
+    """The folder of the production model (one holding params.yaml and a checkpoint), or None."""
+    pointer = read_pointer(production_dir)
+    return (pointer or {}).get("current", {}).get("model") if pointer and pointer.get("current") else None
+
+
+def promote(candidate_dir, production_dir, run, comparison=None):
+    """Make the candidate the production model (as version ``run``); returns ``(pointer, changed)``."""
+    claim = output_lib.claim(production_dir, "promote-" + version_name(run), what="promotion")
+    try:
+        pointer = read_pointer(production_dir)
+        current = (pointer or {}).get("current") or {}
+        if current.get("source") == candidate_dir.rstrip("/"):
+            return pointer, False                       # promoted already: nothing changes
+        version = _copy_version(candidate_dir, production_dir, version_name(run), comparison)
+        history = list((pointer or {}).get("history") or [])
+        if current:
+            history.append(current)
+        new = {"current": version, "previous": current or None, "history": history[-50:]}
+        fsutil.write_atomically(_join(production_dir, POINTER), _json(new))
+        return new, True
+    finally:
+        claim.release()
+
+
+def rollback(production_dir):
+    """Point back to the previous model; the model rolled back from stays in models/."""
+    claim = output_lib.claim(production_dir, "rollback", what="promotion")
+    try:
+        pointer = read_pointer(production_dir)
+        if not pointer or not pointer.get("previous"):
+            raise PromotionError("%s has no previous model to roll back to" % production_dir)
+        previous = pointer["previous"]
+        if not fsutil.is_file(_join(previous["model"], COMPLETE)) and previous.get("name") != "model":
+            raise PromotionError("the previous model %s is not complete; it cannot be production" % previous["model"])
+        history = list(pointer.get("history") or []) + [pointer["current"]]
+        earlier = [v for v in history[:-2] if v.get("model") != previous.get("model")]
+        new = {"current": dict(previous, rolled_back_at=_now()), "previous": earlier[-1] if earlier else None,
+               "history": history[-50:]}
+        fsutil.write_atomically(_join(production_dir, POINTER), _json(new))
+        return new
+    finally:
+        claim.release()
+
+
+def _copy_version(candidate_dir, production_dir, name, comparison):
+    """models/<name>/ with the candidate's newest checkpoint, params and metrics; write-once: a
+    complete one is reused, an incomplete one (a crash) is written again."""
+    import tensorflow as tf
+    target = _join(production_dir, MODELS, name)
+    latest = tf.train.latest_checkpoint(candidate_dir)
+    if not latest:
+        raise PromotionError("no checkpoint in %s" % candidate_dir)
+    checkpoint = os.path.basename(latest)
+    if not fsutil.is_file(_join(target, COMPLETE)):
+        fsutil.delete_tree(target)          # what a crashed promotion left of this version
+        files = [os.path.basename(p) for p in tf.io.gfile.glob(latest + ".*")] + ["params.yaml", "metrics.json"]
+        for file_name in files:
+            source = _join(candidate_dir, file_name)
+            if fsutil.is_file(source):
+                fsutil.write_atomically(_join(target, file_name), fsutil.read_bytes(source))
+        fsutil.write_atomically(_join(target, "checkpoint"),
+                                ('model_checkpoint_path: "%s"\n' % checkpoint).encode())
+        fsutil.write_atomically(_join(target, COMPLETE), b"")
+    return {"name": name, "model": target, "source": candidate_dir.rstrip("/"), "checkpoint": checkpoint,
+            "metrics": (comparison or {}).get("candidate_metrics"), "promoted_at": _now(),
+            "compared": {k: (comparison or {}).get(k) for k in ("metric", "candidate", "production", "reason")}}
+
+
+def _now():
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _json(value):
+    return (json.dumps(value, indent=2, sort_keys=True) + "\n").encode("utf-8")
