@@ -261,6 +261,8 @@ def run(params, model_dir, mode, strategy, on_train=None, on_eval=None, log_dir=
     ``initialize(model)`` replaces the task's own start from ``init_checkpoint``. Returns the final
     eval logs (if any)."""
     enable_per_class_ap()
+    from absl import logging as absl_logging
+    absl_logging.set_verbosity(absl_logging.WARNING)        # Orbit's and Model Garden's per-loop dumps
     from official.core import task_factory, train_lib
     with strategy.scope():
         task = task_factory.get_task(params.task, logging_dir=model_dir)
