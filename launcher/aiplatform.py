@@ -95,17 +95,9 @@ class MlBackend(training.Backend):
         google_api.execute(self.api.cancel(name=self._name(job), body={}), "cancelling job %s" % job)
 
     def list(self, limit=20):
-        jobs, token = [], None
-        while len(jobs) < limit:
-            kwargs = {"parent": "projects/%s" % self.project, "pageSize": min(100, limit - len(jobs))}
-            if token:
-                kwargs["pageToken"] = token
-            page = google_api.execute(self.api.list(**kwargs), "listing jobs")
-            jobs.extend(page.get("jobs", []))
-            token = page.get("nextPageToken")
-            if not token:
-                break
-        return [self._job(j) for j in jobs[:limit]]
+        jobs = google_api.pages(lambda **page: self.api.list(parent="projects/%s" % self.project, **page), "jobs",
+                                "listing jobs", limit)
+        return [self._job(j) for j in jobs]
 
     def _job(self, raw):
         job_id = raw.get("jobId", "")

@@ -70,3 +70,19 @@ def message_of(content):
         text = content.decode("utf-8", "replace") if isinstance(content, bytes) else str(content or "")
         return text.strip()[:200]
 
+
+
+def pages(request, key, what, limit=None):
+    """Every item under ``key`` across a list call's pages (up to ``limit``); ``request(**page)``
+    builds the request for a page (``pageSize``, ``pageToken``)."""
+    found, token = [], None
+    while limit is None or len(found) < limit:
+        page = {"pageSize": min(100, limit - len(found)) if limit else 100}
+        if token:
+            page["pageToken"] = token
+        answer = execute(request(**page), what)
+        found.extend(answer.get(key, []))
+        token = answer.get("nextPageToken")
+        if not token:
+            break
+    return found[:limit] if limit else found

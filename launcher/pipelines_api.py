@@ -97,21 +97,8 @@ class Pipelines:
                                   "cancelling pipeline run %s" % run)
 
     def list(self, limit=20):
-        return self._pages(lambda **page: self.jobs.list(parent=self.parent, orderBy="create_time desc", **page),
-                           "pipelineJobs", "listing pipeline runs", limit)
-
-    def _pages(self, request, key, what, limit=None):
-        found, token = [], None
-        while limit is None or len(found) < limit:
-            page = {"pageSize": min(100, limit - len(found)) if limit else 100}
-            if token:
-                page["pageToken"] = token
-            answer = google_api.execute(request(**page), what)
-            found.extend(answer.get(key, []))
-            token = answer.get("nextPageToken")
-            if not token:
-                break
-        return found[:limit] if limit else found
+        return google_api.pages(lambda **page: self.jobs.list(parent=self.parent, orderBy="create_time desc", **page),
+                                "pipelineJobs", "listing pipeline runs", limit)
 
     def create_schedule(self, body):
         body = dict(body, createPipelineJobRequest=dict(body["createPipelineJobRequest"], parent=self.parent))
@@ -119,8 +106,8 @@ class Pipelines:
                                   "creating schedule %s" % body["displayName"])
 
     def list_schedules(self):
-        return self._pages(lambda **page: self.schedules.list(parent=self.parent, **page), "schedules",
-                           "listing schedules")
+        return google_api.pages(lambda **page: self.schedules.list(parent=self.parent, **page), "schedules",
+                                "listing schedules")
 
     def pause_schedule(self, schedule):
         return google_api.execute(self.schedules.pause(name=self._name("schedules", schedule), body={}),

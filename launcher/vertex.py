@@ -401,18 +401,9 @@ class VertexBackend(training.Backend):
         return [self._job(j) for j in self._list(limit)]
 
     def _list(self, limit, filter_=None):
-        jobs, token = [], None
-        while len(jobs) < limit:
-            kwargs = {"parent": self.parent, "pageSize": min(100, limit - len(jobs))}
-            if filter_:
-                kwargs["filter"] = filter_
-            if token:
-                kwargs["pageToken"] = token
-            page = google_api.execute(self.api.list(**kwargs), "listing custom jobs")
-            jobs.extend(page.get("customJobs", []))
-            token = page.get("nextPageToken")
-            if not token:
-                break
+        extra = {"filter": filter_} if filter_ else {}
+        jobs = google_api.pages(lambda **page: self.api.list(parent=self.parent, **extra, **page), "customJobs",
+                                "listing custom jobs", limit)
         return sorted(jobs, key=lambda j: j.get("createTime", ""), reverse=True)[:limit]
 
     def _job(self, raw):

@@ -152,30 +152,30 @@ class FakeGcs:
         from urllib.parse import unquote
         return request["match"].group(1), unquote(request["match"].group(2))
 
-    def get(self, request):
+    def _existing(self, request):
+        """``(key, None)`` for an object the request may touch, or ``(key, error answer)``."""
         key = self._key(request)
+        if key not in self.objects:
+            return key, (404, {"error": {"code": 404, "message": "No such object"}})
+        if self._failed(request, key):
+            return key, (412, {"error": {"code": 412, "message": "conditionNotMet"}})
+        return key, None
+
+    def get(self, request):
         with self.lock:
-            if key not in self.objects:
-                return 404, {"error": {"code": 404, "message": "No such object"}}
-            if self._failed(request, key):
-                return 412, {"error": {"code": 412, "message": "conditionNotMet"}}
-            return 200, self._resource(key)
+            key, refused = self._existing(request)
+            return refused or (200, self._resource(key))
 
     def download(self, request):
-        key = self._key(request)
         with self.lock:
-            if key not in self.objects:
-                return 404, {"error": {"code": 404, "message": "No such object"}}
-            if self._failed(request, key):
-                return 412, {"error": {"code": 412, "message": "conditionNotMet"}}
-            return 200, self.objects[key]["data"], {"x-goog-generation": str(self.objects[key]["generation"])}
+            key, refused = self._existing(request)
+            return refused or (200, self.objects[key]["data"],
+                               {"x-goog-generation": str(self.objects[key]["generation"])})
 
     def delete(self, request):
-        key = self._key(request)
         with self.lock:
-            if key not in self.objects:
-                return 404, {"error": {"code": 404, "message": "No such object"}}
-            if self._failed(request, key):
-                return 412, {"error": {"code": 412, "message": "conditionNotMet"}}
+            key, refused = self._existing(request)
+            if refused:
+                return refused
             del self.objects[key]
             return 200, {}
