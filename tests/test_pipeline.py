@@ -51,10 +51,10 @@ def test_compile_writes_a_kfp_spec_for_vertex_with_per_run_paths_and_no_cache(tm
     assert parameters["image"]["defaultValue"] == "us-docker.pkg.dev/p/r/synthdet:1"
 
 
-def _real_photos(folder, label_map):
+def _real_photos(folder, label_map, eval_pct=100, name="real"):
     """A few photos with boxes, converted by real_data_loader.py with the synthetic label map."""
     rng = random.Random(3)
-    (folder / "photos" / "images").mkdir(parents=True)
+    (folder / "photos" / "images").mkdir(parents=True, exist_ok=True)
     items = []
     for i in range(4):
         box = {"label_id": 1 + i % 5, "x": 20, "y": 10, "width": 50, "height": 40}
@@ -62,9 +62,9 @@ def _real_photos(folder, label_map):
         items.append({"file_name": "p%d.png" % i, "annotations": [{"label_id": box["label_id"], "bbox": [20, 10, 50, 40]}]})
     (folder / "photos" / "annotations.json").write_text(json.dumps(items))
     from tfproc import realdata
-    assert realdata.main(["--source", str(folder / "photos"), "--label-map", str(label_map), "--eval-pct", "100",
-                          "--output", str(folder / "real")]) == 0
-    return folder / "real"
+    assert realdata.main(["--source", str(folder / "photos"), "--label-map", str(label_map), "--eval-pct",
+                          str(eval_pct), "--output", str(folder / name)]) == 0
+    return folder / name
 
 
 def _runs(work_dir):
@@ -93,12 +93,16 @@ def test_the_same_chain_twice_into_one_work_dir_keeps_each_run_and_the_productio
     assert evaluated["step"] == 4 and "AP" in evaluated
     assert {json.loads(p.read_text())["state"] for p in (first / "steps").iterdir()} == {"succeeded"}
 
-    # second run into the same work dir: its own folder; compared with the first run's model
+    # second run into the same work dir: its own folder; fine-tuned on real photos (seed 002), then
+    # compared with the first run's model
     real = _real_photos(tmp_path, first / "output" / "label_map.pbtxt")
+    real_train = _real_photos(tmp_path, first / "output" / "label_map.pbtxt", eval_pct=0, name="real_train")
     code, out, err = run("pipeline", "run", "--local", "--source", source, "--work-dir", work,
-                         "--production-dir", production, "--real-dataset", real, "--run-id", "night-2", *SMALL)
+                         "--production-dir", production, "--real-dataset", real, "--run-id", "night-2",
+                         "--finetune-dataset", real_train, "--finetune-steps", 2, *SMALL)
     assert code == 0, err
     second = work / "runs" / "night-2"
+    assert (second / "finetuned" / "params.yaml").exists() and (second / "finetuned" / "eval_real").exists()
     assert _runs(work) == ["night-1", "night-2"] and (second / "output" / "summary.json").exists()
     comparison = json.loads((second / "comparison.json").read_text())
     assert comparison["production_model"] == str(production / "models" / "night-1")
@@ -108,6 +112,7 @@ def test_the_same_chain_twice_into_one_work_dir_keeps_each_run_and_the_productio
     assert not (production / "models" / "night-1" / "eval").exists()
     report = json.loads((second / "promotion.json").read_text())
     assert report["metric"] == "real.AP" and report["mode"] == "manual" and report["promoted"] is False
+    assert report["candidate_dir"] == str(second / "finetuned")
     assert report["promote_command"] in out
 
     # the report's command promotes by hand; the first run's model is kept as the previous one
@@ -115,6 +120,7 @@ def test_the_same_chain_twice_into_one_work_dir_keeps_each_run_and_the_productio
     assert code == 0, err
     pointer = json.loads((production / "production.json").read_text())
     assert pointer["current"]["name"] == "night-2" and pointer["previous"]["name"] == "night-1"
+    assert pointer["current"]["source"] == str(second / "finetuned")
     before = (production / "production.json").read_text()
     code, out, err = run(*report["promote_command"].split()[3:])          # twice: nothing changes
     assert code == 0 and "nothing changed" in out
@@ -130,6 +136,7 @@ def test_the_same_chain_twice_into_one_work_dir_keeps_each_run_and_the_productio
     assert steps.convert(str(source), str(second / "output")) == str(second / "output")
     assert os.path.getmtime(second / "output" / "summary.json") == stamp
     checkpoints = sorted(os.listdir(second / "candidate"))
+    assert json.loads((second / "steps" / "finetune.json").read_text())["state"] == "succeeded"
     assert steps.train(str(second / "output"), str(second / "candidate"), {"max_steps": 4}) == str(second / "candidate")
     assert sorted(os.listdir(second / "candidate")) == checkpoints
 
