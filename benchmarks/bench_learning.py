@@ -11,7 +11,6 @@ ARmax100 against step and wall time) and images/s for training and for evaluatio
 nothing is asserted.
 """
 import argparse
-import io
 import json
 import os
 import random

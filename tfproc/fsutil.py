@@ -1,7 +1,6 @@
 """File access through Beam's FileSystems, so local paths and gs:// share one code path."""
 import json
 import os
-import posixpath
 import signal
 import stat
 import uuid
