@@ -12,6 +12,7 @@ import signal
 import time
 
 from launcher import production as production_lib
+from tfproc import fsutil
 
 PRODUCTION = production_lib.POINTER
 
@@ -37,15 +38,10 @@ def run_dir(work_dir, name):
 
 
 def _read_json(path):
-    import tensorflow as tf
-    if not tf.io.gfile.exists(path):
-        return None
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
+    return fsutil.read_json(path) if fsutil.is_file(path) else None
 
 
 def _write_json(path, value):
-    from tfproc import fsutil
     fsutil.write_atomically(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
@@ -57,11 +53,8 @@ def record_step(folder, step, state, detail=""):
 
 def failed_step(folder):
     """The step of a run that failed, from its records, or None."""
-    import tensorflow as tf
     steps = _join(folder, "steps")
-    if not tf.io.gfile.exists(steps):
-        return None
-    for name in sorted(tf.io.gfile.listdir(steps)):
+    for name in sorted(fsutil.list_tree(steps)):
         record = _read_json(_join(steps, name))
         if record and record.get("state") == "failed":
             return record
@@ -151,7 +144,7 @@ def convert(source, output, eval_pct=20.0, beam_args=()):
     """The conversion (``python main.py``) of the run: DirectRunner here, or Dataflow through
     ``beam_args``. A complete output already there (a retried step) is reused; a partial one is
     finished or replaced by the conversion's own recovery."""
-    from tfproc import cli, fsutil
+    from tfproc import cli
     from tfproc import output as output_lib
     from tfproc import pipeline as tfproc_pipeline
     if fsutil.is_file(fsutil.join(output, tfproc_pipeline.SUMMARY)) and not [

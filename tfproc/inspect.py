@@ -192,21 +192,19 @@ def summary_problems(summary, stats, label_map):
     splits = summary.get("splits")
     if not isinstance(splits, dict):
         problems.append("has no splits")
-        splits = {}
-    for name in (split.TRAIN, split.EVAL):
-        entry = splits.get(name) if splits else None
-        if splits and not isinstance(entry, dict):
-            problems.append("has no %s split" % name)
-            continue
-        if not splits:
-            continue
-        for key, actual in (("images", stats.records[name]), ("boxes", stats.split_boxes[name]),
-                            ("negatives", stats.split_negatives[name]), ("shards", stats.shards[name])):
-            value = entry.get(key)
-            if not _whole(value):
-                problems.append("%s %s is %r, not a whole number" % (name, key, value))
-            elif value != actual:
-                problems.append("says %d %s %s, the records hold %d" % (value, name, key, actual))
+    else:
+        for name in (split.TRAIN, split.EVAL):
+            entry = splits.get(name)
+            if not isinstance(entry, dict):
+                problems.append("has no %s split" % name)
+                continue
+            for key, actual in (("images", stats.records[name]), ("boxes", stats.split_boxes[name]),
+                                ("negatives", stats.split_negatives[name]), ("shards", stats.shards[name])):
+                value = entry.get(key)
+                if not _whole(value):
+                    problems.append("%s %s is %r, not a whole number" % (name, key, value))
+                elif value != actual:
+                    problems.append("says %d %s %s, the records hold %d" % (value, name, key, actual))
     classes = summary.get("classes")
     if not isinstance(classes, list) or not all(isinstance(c, dict) for c in classes):
         problems.append("has no list of classes")

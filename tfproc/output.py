@@ -334,11 +334,11 @@ def check_destinations(output, the_plan=None):
                                  "and run again" % (path, name))
 
 
-def write_committed(output, staging, the_plan, summary_bytes, label_map_text):
-    """The point of no return: from here on the new output is the output. Every destination is
-    checked first, so a commit that could not finish is refused with the old output untouched."""
+def write_committed(output, staging, the_plan, label_map_text):
+    """The point of no return: from here on the new output is the output. The staging folder holds
+    the run's summary already. Every destination is checked first, so a commit that could not
+    finish is refused with the old output untouched."""
     check_destinations(output, the_plan)
-    fsutil.write_atomically(fsutil.join(staging, SUMMARY), summary_bytes)
     fsutil.write_atomically(fsutil.join(staging, LABEL_MAP), label_map_text.encode("utf-8"))
     fsutil.write_atomically(fsutil.join(staging, COMMITTED), json.dumps(the_plan).encode("utf-8"))
 

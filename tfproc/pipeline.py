@@ -230,7 +230,7 @@ def _commit_point(merged, settings, label_map, totals):
     the_plan = output.plan(counts, merged["shards_written"])
     try:
         output.verify(settings.output, settings.run_id)
-        output.write_committed(settings.output, settings.staging, the_plan, _json(result), label_map.to_pbtxt())
+        output.write_committed(settings.output, settings.staging, the_plan, label_map.to_pbtxt())
     except (output.OutputBusy, output.OutputUnusable) as error:
         raise ConversionFailed(str(error))
 

@@ -96,9 +96,14 @@ def plain_metrics(logs, names):
 
 
 def write_metrics(path, metrics):
+    _write_text(path, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+
+
+def _write_text(path, text):
+    """Replace ``path`` whole (gs:// objects cannot be appended to, and a reader never sees half)."""
     tf.io.gfile.makedirs(os.path.dirname(path))
     with tf.io.gfile.GFile(path + ".tmp", "w") as f:
-        f.write(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        f.write(text)
     tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
 
 
@@ -123,16 +128,8 @@ class Progress:
 
 def append_history(model_dir, entry):
     """One line of MODEL_DIR/metrics_history.jsonl per evaluation; returns every line so far."""
-    path = os.path.join(model_dir, HISTORY)
-    lines = []
-    if tf.io.gfile.exists(path):
-        with tf.io.gfile.GFile(path) as f:
-            lines = [json.loads(line) for line in f if line.strip()]
-    lines = [line for line in lines if line.get("step") != entry["step"]] + [entry]
-    text = "".join(json.dumps(line, sort_keys=True) + "\n" for line in lines)
-    with tf.io.gfile.GFile(path + ".tmp", "w") as f:       # gs:// objects cannot be appended to
-        f.write(text)
-    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+    lines = [line for line in read_history(model_dir) if line.get("step") != entry["step"]] + [entry]
+    _write_text(os.path.join(model_dir, HISTORY), "".join(json.dumps(line, sort_keys=True) + "\n" for line in lines))
     return lines
 
 
