@@ -30,7 +30,7 @@ class MlBackend(training.Backend):
     def _name(self, job_id):
         return "projects/%s/jobs/%s" % (self.project, job_id)
 
-    def plan(self, request):
+    def plan(self, request, dry_run=False):
         for given, flag in ((request.params_overrides, "--params-override"), (request.replicas != 1, "--replicas"),
                             (request.gpus != 1, "--gpus"), (request.worker_pool_spec_file, "--worker-pool-spec-file"),
                             (request.service_account, "--service-account"), (request.network, "--network"),

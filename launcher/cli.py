@@ -1,13 +1,14 @@
 """``python -m launcher``: Unity Simulation transfers, training jobs (Vertex AI and AI Platform) and the end-to-end pipeline."""
 import json
 import os
+import re
 import sys
 import time
 
 import click
 
-from launcher import cloudlogging, jobspec, training, usim
-from launcher.errors import LauncherError
+from launcher import backends, cloudlogging, jobspec, training, usim
+from launcher.errors import LauncherError, UsageError
 
 DEPRECATION = ("Note: Google shut down legacy AI Platform Training (the ml v1 API) on 2025-01-31; "
                "train on its successor, Vertex AI (--backend vertex, the default). Use --api-endpoint or "
@@ -103,8 +104,9 @@ def transfer_status(transfer_id, api_url, token, project_id):
 # -- training jobs ------------------------------------------------------------------------------
 
 def _project_option(command):
-    return click.option("--project", envvar="GOOGLE_CLOUD_PROJECT", required=True,
-                        help="Google Cloud project (default: GOOGLE_CLOUD_PROJECT)")(command)
+    return click.option("--project", envvar="GOOGLE_CLOUD_PROJECT",
+                        help="Google Cloud project (default: GOOGLE_CLOUD_PROJECT; not needed with --backend local "
+                             "or --dry-run)")(command)
 
 
 def _endpoint_option(command):
@@ -114,9 +116,10 @@ def _endpoint_option(command):
 
 def _backend_options(command):
     command = click.option("--region", default="us-central1", show_default=True, help="the jobs' region")(command)
-    command = click.option("--backend", type=click.Choice(training.BACKENDS), default="vertex", show_default=True,
-                           help="vertex: Vertex AI custom jobs; ml: AI Platform Training (ml v1, shut down by "
-                                "Google on 2025-01-31)")(command)
+    command = click.option("--backend", type=click.Choice(backends.BACKENDS), default="vertex", show_default=True,
+                           help="vertex: Vertex AI custom jobs; local: the same job body run on this machine, each "
+                                "replica a process, as Vertex runs it; ml: AI Platform Training (ml v1, shut down "
+                                "by Google on 2025-01-31)")(command)
     return command
 
 
@@ -132,8 +135,12 @@ def _hyperparameter_options(command):
     return command
 
 
-def _backend(backend, project, region, api_endpoint, logging_endpoint=None):
-    return training.backend(backend, project, region, api_endpoint, logging_endpoint)
+def _backend(backend, project, region, api_endpoint, logging_endpoint=None, dry_run=False):
+    if not project and backend != "local":
+        if not dry_run:
+            raise UsageError("pass --project (or set GOOGLE_CLOUD_PROJECT); --backend local needs none")
+        project = "PROJECT"
+    return backends.backend(backend, project, region, api_endpoint, logging_endpoint)
 
 
 @main.command()
@@ -146,10 +153,10 @@ def _backend(backend, project, region, api_endpoint, logging_endpoint=None):
 @_backend_options
 @click.option("--image", envvar="SYNTHDET_IMAGE", help="vertex: the project's image that runs the trainer, "
                                                        "built by cloudbuild.yaml (default: SYNTHDET_IMAGE)")
-@click.option("--accelerator", type=click.Choice(["gpu", "a100", "tpu"]),
-              help="vertex: gpu (default; NVIDIA L4 on g2-standard machines) or a100 (a2-highgpu); tpu is "
-                   "refused (the image has no TPU runtime). ml: tpu (default; the seed's P100 master and one "
-                   "cloud_tpu worker) or gpu (one P100)")
+@click.option("--accelerator", type=click.Choice(["gpu", "a100", "cpu", "tpu"]),
+              help="vertex and local: gpu (default; NVIDIA L4 on g2-standard machines), a100 (a2-highgpu) or cpu "
+                   "(n1-standard-8; locally this machine's CPU); tpu is refused (the image has no TPU runtime). "
+                   "ml: tpu (default; the seed's P100 master and one cloud_tpu worker) or gpu (one P100)")
 @click.option("--gpus", type=click.Choice(["1", "2", "4", "8"]), default="1", show_default=True,
               help="vertex: GPUs on the machine; more than one trains with the mirrored strategy")
 @click.option("--replicas", type=click.IntRange(min=1), default=1, show_default=True,
@@ -158,6 +165,8 @@ def _backend(backend, project, region, api_endpoint, logging_endpoint=None):
               help="vertex: your own workerPoolSpecs as JSON/YAML (replaces --accelerator)")
 @click.option("--backbone", type=click.Choice(["resnet-50", "resnet-18", "mobilenet"]), default="resnet-50",
               show_default=True, help="vertex: the trainer's backbone")
+@click.option("--model-size", type=click.Choice(["full", "small"]), default="full", show_default=True,
+              help="vertex, local: the trainer's --model-size (small: a thin MobileNetV2 detector for quick tries)")
 @click.option("--init-checkpoint", metavar="imagenet|none|gs://...",
               help="vertex: where the backbone starts (default: imagenet for resnet-50, Model Garden's published "
                    "ImageNet checkpoint; none for the others)")
@@ -195,31 +204,58 @@ def train(project, backend, region, api_endpoint, dry_run, labels, gpus, **optio
         hyperparameters={k: v for k, v in hyperparameters.items() if v is not None},
         labels=training.parse_labels(labels), gpus=int(gpus),
         **{k: (v if v is not None else "") if k not in ("num_classes",) else v for k, v in options.items()})
-    jobs = _backend(backend, project, region, api_endpoint)
-    plan = jobs.plan(request)
+    jobs = _backend(backend, project, region, api_endpoint, dry_run=dry_run)
+    plan = jobs.plan(request, dry_run=dry_run)
     if dry_run:
-        jobs.check_job_dir(request)
+        _check_job_dir_if_possible(jobs, request, plan)
         click.echo("%s (not sent):" % plan.endpoint)
         click.echo(json.dumps(plan.body, indent=2))
         click.echo("\nThe same with gcloud (%s as below):\n" % plan.config_name)
         click.echo(plan.gcloud)
         if plan.config_text:
             click.echo("\n# %s\n%s" % (plan.config_name, plan.config_text))
+        for note in plan.unchecked:
+            click.echo("not checked: %s" % note)
         return
     if backend == "ml":
         click.echo(DEPRECATION, err=True)
+    if backend == "local":
+        click.echo("running job %s here: %d replica(s); its record: %s" % (
+            request.job_id, sum(int(p.get("replicaCount") or 1) for p in plan.body["jobSpec"]["workerPoolSpecs"]),
+            jobs.folder(request.job_id)), err=True)
     submission = jobs.submit(plan)
     job = submission.job
-    if backend == "vertex":
+    if submission.retried_after is not None:
+        click.echo("job %s ended %s%s; started attempt %s, which resumes from the checkpoints in %s" % (
+            submission.retried_after.name, submission.retried_after.state,
+            " (%s)" % submission.retried_after.error if submission.retried_after.error else "", job.name,
+            request.job_dir))
+    if backend == "local":
+        click.echo("local job %s: %s%s" % (job.name, job.state, " (%s)" % job.error if job.error else ""))
+        click.echo("its model: %s" % request.job_dir)
+    elif backend == "vertex":
         click.echo("%s Vertex job %s (id %s, %s)" % ("submitted" if submission.created else
                                                      "already submitted, not started again:", job.name, job.id, job.state))
     else:
         click.echo("%s job %s (%s)" % ("submitted" if submission.created else "already submitted:", job.id, job.state))
-    click.echo("console: %s" % job.console_url)
-    where = "--backend %s --project %s --region %s" % (backend, project, region)
-    follow = ["python -m launcher status %s %s" % (job.id, where),
-              "python -m launcher logs %s %s --follow" % (job.id, where)] + jobs.gcloud_follow(job)
-    click.echo("follow it with:\n" + "\n".join("  " + line for line in follow))
+    if backend != "local":
+        click.echo("console: %s" % job.console_url)
+        where = "--backend %s --project %s --region %s" % (backend, project, region)
+        follow = ["python -m launcher status %s %s" % (job.id, where),
+                  "python -m launcher logs %s %s --follow" % (job.id, where)] + jobs.gcloud_follow(job)
+        click.echo("follow it with:\n" + "\n".join("  " + line for line in follow))
+    if job.state in training.ENDED_BADLY:
+        raise LauncherError("job %s ended %s%s" % (job.name, job.state, ": " + job.error if job.error else ""))
+
+
+def _check_job_dir_if_possible(jobs, request, plan):
+    from launcher import google_api
+    if not request.job_dir.startswith("gs://") and jobs.name != "local":
+        return
+    if request.job_dir.startswith("gs://") and not google_api.has_credentials():
+        plan.unchecked.append("no Google credentials: whether %s already holds files was not checked" % request.job_dir)
+        return
+    jobs.check_job_dir(request)
 
 
 @main.command()
@@ -379,6 +415,7 @@ def _arguments(kw, work_dir, backend, project, region, image, run_name=""):
 @click.option("--image", default="synthdet:latest", show_default=True, help="the project's image the components run in")
 def compile_pipeline(output, image):
     """Write the KFP v2 pipeline spec (YAML), to upload to any Kubeflow Pipelines or Vertex AI Pipelines."""
+    require_extra("kfp", "pipeline")
     from launcher import pipeline as pipeline_lib
     pipeline_lib.compile_to(output, image)
     click.echo("pipeline spec: %s (steps: %s; image %s)" % (output, ", ".join(pipeline_lib.STEPS), image))
@@ -399,12 +436,16 @@ def compile_pipeline(output, image):
 @click.option("--service-account", help="Vertex AI: the account the pipeline runs as")
 @click.option("--network", help="Vertex AI: a peered VPC network, projects/NUMBER/global/networks/NAME")
 @click.option("--labels", "labels", multiple=True, metavar="KEY=VALUE", help="Vertex AI: labels of the run or schedule")
-@click.option("--dry-run", is_flag=True, help="print the request; send nothing")
+@click.option("--dry-run", is_flag=True, help="print the request; send nothing (no account needed)")
+@click.option("--verbose", is_flag=True, help="--local: show KFP's and the steps' own output instead of writing it "
+                                              "to RUN_DIR/pipeline.log")
 @_pipeline_parameter_options
 @_endpoint_option
 def run_pipeline(local, work_dir, project, region, pipeline_root, image, schedule, run_id, service_account, network,
-                 labels, dry_run, api_endpoint, **kw):
+                 labels, dry_run, verbose, api_endpoint, **kw):
     """Run the pipeline: locally, or on Vertex AI Pipelines (once, or on a schedule)."""
+    _check_run_id(run_id)
+    require_extra("kfp", "pipeline")
     from launcher import pipeline as pipeline_lib
     from launcher import pipelines_api, steps
     if local:
@@ -417,10 +458,12 @@ def run_pipeline(local, work_dir, project, region, pipeline_root, image, schedul
                 arguments[key] = os.path.abspath(arguments[key])
         folder = steps.run_dir(arguments["work_dir"], name)
         click.echo("run %s: %s" % (name, folder), err=True)
-        pipeline_lib.run_locally(os.path.join(arguments["work_dir"], "pipeline_root"), arguments, image)
+        pipeline_lib.run_locally(os.path.join(arguments["work_dir"], "pipeline_root"), arguments, image, verbose)
         report = json.loads(open(os.path.join(folder, "promotion.json")).read())
         click.echo(_promotion_line(report))
         return
+    if dry_run and not project:
+        project = "PROJECT"
     if not (project and pipeline_root and pipeline_root.startswith("gs://")):
         raise LauncherError("on Vertex AI pass --project and a gs:// --pipeline-root (or --local)", exit_code=2)
     arguments = _arguments(kw, work_dir or pipeline_root.rstrip("/") + "/work", "vertex", project, region, image)
@@ -451,6 +494,25 @@ def run_pipeline(local, work_dir, project, region, pipeline_root, image, schedul
     click.echo("its folder: %s" % steps.run_dir(arguments["work_dir"], created.get("name", name).rsplit("/", 1)[-1]))
     click.echo("follow it with: python -m launcher pipeline wait %s --project %s --region %s"
                % (created.get("name", "").rsplit("/", 1)[-1], project, region))
+
+
+_PIPELINE_JOB_ID = re.compile(r"^[a-z0-9-]{1,127}$")
+
+
+def _check_run_id(run_id):
+    """Vertex AI's rule for a pipelineJobId: fewer than 128 of a-z, 0-9 and -."""
+    if run_id is not None and not _PIPELINE_JOB_ID.match(run_id):
+        raise UsageError("--run-id %r is not a valid pipeline run id: use at most 127 lower-case letters, digits "
+                         "and hyphens (Vertex AI's rule), e.g. %r" % (run_id, re.sub(r"[^a-z0-9-]+", "-",
+                                                                                    run_id.lower()).strip("-")[:127]))
+
+
+def require_extra(module, extra):
+    """One line, exit 2, when an optional part of the project is not installed."""
+    import importlib.util
+    if importlib.util.find_spec(module) is None:
+        raise UsageError('this needs the "%s" extra (%s is not installed): pip install -e ".[%s]"'
+                         % (extra, module, extra))
 
 
 def _promotion_line(report):

@@ -19,6 +19,17 @@ def credentials():
     return creds
 
 
+def has_credentials():
+    """Whether Application Default Credentials can be found (nothing is sent)."""
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+    try:
+        google.auth.default(scopes=SCOPES)
+    except DefaultCredentialsError:
+        return False
+    return True
+
+
 def endpoint(api, override=None):
     """``--api-endpoint``, else gcloud's ``CLOUDSDK_API_ENDPOINT_OVERRIDES_<API>``, else the default."""
     return override or os.environ.get("CLOUDSDK_API_ENDPOINT_OVERRIDES_" + api.upper()) or None

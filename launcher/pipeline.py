@@ -166,17 +166,63 @@ def compile_to(path, image=DEFAULT_IMAGE):
     return path
 
 
-def run_locally(pipeline_root, arguments, image=DEFAULT_IMAGE):
+def run_locally(pipeline_root, arguments, image=DEFAULT_IMAGE, verbose=False):
     """The same pipeline with KFP's local runner, in this environment (subprocess mode). A failure
     names the step that failed, from the run's own step records."""
     from kfp import local
 
     from launcher import steps
+    from tfproc import console
+    folder = steps.run_dir(arguments["work_dir"], arguments["run_name"])
+    log = folder + "/pipeline.log"
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root, raise_on_error=True)
+    watcher = StepWatcher(folder, console.say)
     try:
-        return build(image)(**arguments)
+        with console.quiet(log, verbose):
+            watcher.start()
+            try:
+                return build(image)(**arguments)
+            finally:
+                watcher.stop()
     except RuntimeError:
-        failed = steps.failed_step(steps.run_dir(arguments["work_dir"], arguments["run_name"]))
+        failed = steps.failed_step(folder)
         if failed:
-            raise LauncherError("the pipeline failed at its %s step: %s" % (failed["step"], failed["detail"]))
-        raise LauncherError("the pipeline failed before its first step; KFP's log is above")
+            raise LauncherError("the pipeline failed at its %s step: %s (KFP's log: %s)"
+                                % (failed["step"], failed["detail"], log))
+        raise LauncherError("the pipeline failed before its first step; KFP's log: %s" % log)
+
+
+class StepWatcher:
+    """A line for each step of a local run as it starts and ends, from the run's step records."""
+
+    def __init__(self, folder, say, interval=1.0):
+        import threading
+        self.folder, self.say, self.interval = folder, say, interval
+        self.seen, self.began = {}, None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="steps", daemon=True)
+
+    def start(self):
+        import time
+        self.began = time.time()
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._poll()
+
+    def _watch(self):
+        while not self._stop.wait(self.interval):
+            self._poll()
+
+    def _poll(self):
+        import time
+
+        from launcher import steps
+        for record in sorted(steps.step_records(self.folder), key=lambda r: r.get("time", 0)):
+            if self.seen.get(record["step"]) == record["state"]:
+                continue
+            self.seen[record["step"]] = record["state"]
+            detail = " (%s)" % record["detail"] if record.get("detail") else ""
+            self.say("[%5.0fs] %-9s %s%s" % (time.time() - self.began, record["step"], record["state"], detail))

@@ -51,6 +51,13 @@ def record_step(folder, step, state, detail=""):
                                                                   "time": time.time()})
 
 
+def step_records(folder):
+    """Every RUN_DIR/steps/<step>.json record."""
+    steps = _join(folder, "steps")
+    names = sorted(fsutil.list_tree(steps))
+    return [r for r in (_read_json(_join(steps, n)) for n in names if not n.endswith("-attempts.json")) if r]
+
+
 def failed_step(folder):
     """The step of a run that failed, from its records, or None."""
     steps = _join(folder, "steps")
@@ -276,6 +283,19 @@ def install(candidate_dir, production_dir, comparison=None, run="manual"):
     return pointer["current"]["model"]
 
 
+def record_attempt(job_dir, submission):
+    """RUN_DIR/steps/<job dir's name>-attempts.json: every Vertex job a train step started or found
+    again, oldest first (an attempt after one that FAILED or was CANCELLED gets an id of its own)."""
+    parent, name = job_dir.rstrip("/").rsplit("/", 1)
+    path = _join(_join(parent, "steps"), name + "-attempts.json")
+    attempts = (_read_json(path) or {}).get("attempts", [])
+    for job in (submission.retried_after, submission.job):
+        if job is not None and job.name not in [a["job"] for a in attempts]:
+            attempts.append({"job": job.name, "id": job.id, "state": job.state, "created": submission.created
+                             if job is submission.job else False, "time": time.time()})
+    _write_json(path, {"attempts": attempts})
+
+
 def vertex_job_id(run):
     """A job id that a retried train step finds again (letters, digits and underscores)."""
     return ("synthdet_" + re.sub(r"[^A-Za-z0-9]+", "_", run)).strip("_")[:120] + "_train"
@@ -297,12 +317,14 @@ def train_on_vertex(dataset, job_dir, options, project, region, image, accelerat
         dataset=dataset, accelerator=accelerator, image=image, backbone=options.pop("backbone", "resnet-50"),
         init_checkpoint=options.pop("init_checkpoint", "") or "", init_from=options.pop("init_from", "") or "",
         params_overrides=tuple(options.pop("params_overrides", ())), hyperparameters=options)
+    from launcher import backends
     try:
-        backend = training.backend("vertex", project, region)
+        backend = backends.backend("vertex", project, region)
         submission = backend.submit(backend.plan(request))
     except LauncherError as error:
         raise StepFailed("training on Vertex AI failed: %s" % error)
     job = submission.job
+    record_attempt(job_dir, submission)
 
     def cancel_job(signum, frame):
         backend.cancel(job.id)

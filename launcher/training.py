@@ -1,15 +1,17 @@
 """Training jobs behind one interface, for the CLI, the pipeline's steps and scripts alike.
 
-    from launcher import training
-    backend = training.backend("vertex", project="p", region="us-central1")
+    from launcher import backends, training
+    backend = backends.backend("vertex", project="p", region="us-central1")
     plan = backend.plan(training.TrainRequest(job_id="m1", job_dir="gs://b/m1", dataset="gs://b/out",
                                               image="us-docker.pkg.dev/p/r/synthdet:1"))
     submission = backend.submit(plan)          # idempotent: the same job id never starts a second job
     job = backend.wait(submission.job.id)      # a Job: state, error, times, console URL
 
-Vertex AI custom jobs (``launcher.vertex.VertexBackend``, the default) and the seed's AI Platform
-built-in algorithm (``launcher.aiplatform.MlBackend``, ml v1, shut down by Google on 2025-01-31)
-implement ``Backend``. Errors are ``LauncherError`` (``UsageError`` for a bad request).
+Vertex AI custom jobs (``launcher.vertex.VertexBackend``, the default), the same job body run on
+this machine (``launcher.local.LocalBackend``) and the seed's AI Platform built-in algorithm
+(``launcher.aiplatform.MlBackend``, ml v1, shut down by Google on 2025-01-31) implement ``Backend``;
+``launcher.backends`` picks one by name. Errors are ``LauncherError`` (``UsageError`` for a bad
+request).
 """
 import abc
 import dataclasses
@@ -20,7 +22,7 @@ from launcher import cloudlogging, jobspec, storage
 from launcher.errors import LauncherError, UsageError
 
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
-BACKENDS = ("vertex", "ml")
+ENDED_BADLY = ("FAILED", "CANCELLED")     # a job with the same id that ended so is tried again
 
 
 @dataclasses.dataclass
@@ -76,6 +78,7 @@ class TrainRequest:
     hyperparameters: dict = dataclasses.field(default_factory=dict)   # the seed's, those set
     num_classes: int = None
     backbone: str = "resnet-50"
+    model_size: str = "full"            # vertex, local: the trainer's --model-size
     init_checkpoint: str = ""           # vertex: "" = imagenet where Model Garden publishes one, else none
     init_from: str = ""                 # vertex: a trained model's gs:// folder to start from (fine-tuning)
     params_overrides: tuple = ()        # vertex: Model Garden overrides (YAML/JSON text or files)
@@ -100,12 +103,19 @@ class Plan:
     config_name: str
     config_text: str
     endpoint: str
+    unchecked: list = dataclasses.field(default_factory=list)    # checks a dry run could not make
 
 
 @dataclasses.dataclass
 class Submission:
     job: Job
     created: bool           # False: a job with this id and spec existed; nothing was started
+    retried_after: Job = None   # the earlier attempt that ended FAILED or CANCELLED, if any
+
+
+def attempt_id(job_id, attempt):
+    """The id of a job's ``attempt`` (1, 2, ...): the id itself, then ``<id>_attempt2`` and so on."""
+    return job_id if attempt == 1 else "%s_attempt%d" % (job_id[:110], attempt)
 
 
 class Backend(abc.ABC):
@@ -117,8 +127,9 @@ class Backend(abc.ABC):
         self.api_endpoint, self.logging_endpoint = api_endpoint, logging_endpoint
 
     @abc.abstractmethod
-    def plan(self, request):
-        """Check the request and build its body; reads the dataset's summary, sends nothing."""
+    def plan(self, request, dry_run=False):
+        """Check the request and build its body; reads the dataset's summary, sends nothing. A dry
+        run goes on without credentials, listing in ``Plan.unchecked`` what it could not check."""
 
     @abc.abstractmethod
     def submit(self, plan):
@@ -168,17 +179,6 @@ class Backend(abc.ABC):
             raise UsageError("%s already holds files (%s): the job would resume from its checkpoints. Pass "
                              "--resume to do that (with a larger --max-steps), or use an empty --job-dir"
                              % (request.job_dir, existing))
-
-
-def backend(name, project, region="us-central1", api_endpoint=None, logging_endpoint=None):
-    """The backend called ``name`` ("vertex" or "ml")."""
-    if name == "vertex":
-        from launcher.vertex import VertexBackend
-        return VertexBackend(project, region, api_endpoint, logging_endpoint)
-    if name == "ml":
-        from launcher.aiplatform import MlBackend
-        return MlBackend(project, region, api_endpoint, logging_endpoint)
-    raise UsageError("--backend must be one of %s, got %s" % (", ".join(BACKENDS), name))
 
 
 def dataset_facts(request, project):

@@ -22,7 +22,8 @@ GPU_MACHINES = {
     "gpu": ("NVIDIA_L4", {1: "g2-standard-8", 2: "g2-standard-24", 4: "g2-standard-48", 8: "g2-standard-96"}),
     "a100": ("NVIDIA_TESLA_A100", {1: "a2-highgpu-1g", 2: "a2-highgpu-2g", 4: "a2-highgpu-4g", 8: "a2-highgpu-8g"}),
 }
-ACCELERATORS = ("gpu", "a100", "tpu")
+CPU_MACHINE = "n1-standard-8"       # --accelerator cpu: no accelerator (on --backend local: this machine's CPU)
+ACCELERATORS = ("gpu", "a100", "cpu", "tpu")
 TPU_REFUSAL = (
     "--accelerator tpu is refused: the project's image carries TensorFlow for CUDA, not TensorFlow's TPU "
     "runtime (tensorflow-tpu with libtpu cannot be installed beside tf-models-official, which requires "
@@ -42,6 +43,7 @@ _NETWORK = re.compile(r"^projects/[^/]+/global/networks/[^/]+$")
 _TENSORBOARD = re.compile(r"^projects/[^/]+/locations/[^/]+/tensorboards/\d+$")
 _SERVICE_ACCOUNT = re.compile(r"^[^@\s]+@[^@\s]+\.iam\.gserviceaccount\.com$")
 CREATE_ATTEMPTS = 5
+LOCAL_IMAGE = "synthdet:local"      # --backend local runs the containerSpec's command in this environment
 HTTP_TIMEOUT = (15, 120)    # seconds to connect, to read an answer
 
 
@@ -72,6 +74,10 @@ def console_url(project, region, job):
 def machine_spec(accelerator, gpus=1):
     if accelerator == "tpu":
         raise UsageError(TPU_REFUSAL)
+    if accelerator == "cpu":
+        if gpus != 1:
+            raise UsageError("--gpus goes with --accelerator gpu or a100, not cpu")
+        return {"machineType": CPU_MACHINE}
     if accelerator not in GPU_MACHINES:
         raise UsageError("--accelerator must be one of %s, got %s" % (", ".join(ACCELERATORS), accelerator))
     kind, machines = GPU_MACHINES[accelerator]
@@ -131,7 +137,7 @@ def strategy(pools):
 
 
 def trainer_args(dataset, hyperparameters, num_classes=None, backbone="resnet-50", strategy_name="auto",
-                 spec=None, overrides=(), init_checkpoint=None, init_from=None):
+                 spec=None, overrides=(), init_checkpoint=None, init_from=None, model_size="full"):
     """``python -m trainer`` arguments: the same flags as a local ``python -m trainer train``, plus the
     strategy and what the machine promises."""
     args = ["train", "--dataset", dataset]
@@ -140,6 +146,8 @@ def trainer_args(dataset, hyperparameters, num_classes=None, backbone="resnet-50
     if num_classes is not None:
         args += ["--num-classes", str(num_classes)]
     args += ["--backbone", backbone, "--strategy", strategy_name]
+    if model_size and model_size != "full":
+        args += ["--model-size", model_size]
     if init_from:
         args += ["--init-from", init_from]
     elif init_checkpoint:
@@ -187,6 +195,13 @@ def job_body(job_id, job_dir, pools, image, trainer_args_for, labels=None, servi
     all_labels = dict(labels or {})
     all_labels[LABEL] = label_value(job_id)
     return {"displayName": job_id, "labels": all_labels, "jobSpec": spec}
+
+
+def with_job_id(body, job_id):
+    """The body under another job id (a later attempt): its display name and our label."""
+    body = dict(body, displayName=job_id)
+    body["labels"] = dict(body["labels"], **{LABEL: label_value(job_id)})
+    return body
 
 
 def gcloud_command(body, region, config_path):
@@ -250,6 +265,91 @@ def _check_hyperparameters(values, facts):
             raise UsageError('image_size must be "height,width" of positive integers, got %r' % size)
 
 
+def _where(path, flag, local, dry_run, unchecked):
+    """A gs:// path as given; a local one made absolute where the job can read it (--backend local),
+    or, in a dry run for Vertex, read from disk with a note that the job needs it on gs://."""
+    import os
+    path = path.rstrip("/")
+    if path.startswith("gs://"):
+        return path
+    if "://" in path:
+        raise UsageError("%s must be a gs:// or local path, got %s" % (flag, path))
+    if not local:
+        if not dry_run:
+            raise UsageError("%s must be on gs:// for Vertex AI to read it, got %s" % (flag, path))
+        unchecked.append("%s %s is local: it was read from disk here, but a Vertex job reads only gs://" % (flag, path))
+    return os.path.abspath(path)
+
+
+def _dataset_facts(request, project, dry_run, unchecked):
+    if dry_run and request.dataset.startswith("gs://") and not google_api.has_credentials():
+        unchecked.append("no Google credentials: %s/summary.json was not read, so num_classes, the eval images "
+                         "and the label map are not checked (the trainer reads them when the job starts)"
+                         % request.dataset)
+        return {"num_classes": request.num_classes, "validation_images": None, "label_ids": []}
+    return training.dataset_facts(request, project)
+
+
+def build_plan(request, project, region, local=False, dry_run=False):
+    """The checked ``customJobs.create`` body for ``request``: for Vertex AI, or (``local``) for the
+    same job run on this machine, where the dataset and job dir may be local folders."""
+    from trainer import config as trainer_config
+    unchecked = []
+    if not request.dataset:
+        raise UsageError("--backend %s needs --dataset (the trainer reads the conversion output)"
+                         % ("local" if local else "vertex"))
+    request.dataset = _where(request.dataset, "--dataset", local, dry_run, unchecked)
+    request.job_dir = _where(request.job_dir, "--job-dir", local, dry_run, unchecked)
+    jobspec.check_job_id(request.job_id)
+    _check_options(request)
+    timeout = training.timeout_seconds(request.timeout) if request.timeout else None
+    facts = _dataset_facts(request, project, dry_run, unchecked)
+    values = {k: v for k, v in trainer_config.HYPERPARAMETERS.items() if k not in ("image_size", "warmup_steps")}
+    values["num_eval_images"] = jobspec.default_eval_images(facts)
+    values.update({k: v for k, v in request.hyperparameters.items() if v not in (None, "")})
+    unknown = set(values) - set(trainer_config.HYPERPARAMETERS)
+    if unknown:
+        raise UsageError("unknown hyperparameter(s): %s" % ", ".join(sorted(unknown)))
+    _check_hyperparameters(values, facts)
+    if request.model_size not in trainer_config.MODEL_SIZES:
+        raise UsageError("--model-size must be one of %s, got %s" % (", ".join(trainer_config.MODEL_SIZES),
+                                                                    request.model_size))
+    try:
+        overrides = [trainer_config.parse_override(text) for text in request.params_overrides]
+    except trainer_config.ConfigError as error:
+        raise UsageError(str(error))
+    if request.worker_pool_spec_file:
+        pools = worker_pools_from_file(request.worker_pool_spec_file)
+    else:
+        pools = worker_pools(request.accelerator or "gpu", request.gpus, request.replicas)
+    strategy_name = strategy(pools)
+    init = request.init_checkpoint or ("imagenet" if request.backbone in trainer_config.IMAGENET_CHECKPOINTS
+                                       else "none")
+    try:
+        trainer_config.resolve_init_checkpoint(init if "://" in init or init in ("imagenet", "none") else None,
+                                               request.backbone)
+    except trainer_config.ConfigError as error:
+        raise UsageError(str(error))
+    init_from = _where(request.init_from, "--init-from", local, False, unchecked) if request.init_from else None
+    if init not in ("imagenet", "none") and "://" not in init:
+        if not local:
+            raise UsageError("--init-checkpoint must be imagenet, none or a gs:// checkpoint the job can read, got %s"
+                             % init)
+        import os
+        init = os.path.abspath(init)
+    image = request.image or (LOCAL_IMAGE if local else "")
+    body = job_body(
+        request.job_id, request.job_dir, pools, image,
+        lambda spec: trainer_args(request.dataset, values, request.num_classes, request.backbone, strategy_name,
+                                  spec, overrides, None if init == "none" else init, init_from,
+                                  request.model_size),
+        labels=request.labels, service_account=request.service_account, network=request.network,
+        timeout_seconds=timeout, tensorboard=request.tensorboard, enable_web_access=request.enable_web_access)
+    parent = "projects/%s/locations/%s" % (project or "PROJECT", region)
+    return training.Plan(request, body, gcloud_command(body, region, "job.yaml"), "job.yaml", config_yaml(body),
+                         "POST %s/customJobs" % parent, unchecked)
+
+
 class VertexBackend(training.Backend):
     name = "vertex"
 
@@ -267,63 +367,27 @@ class VertexBackend(training.Backend):
 
     # -- plan and submit --------------------------------------------------------------------------
 
-    def plan(self, request):
-        from trainer import config as trainer_config
-        if not request.dataset:
-            raise UsageError("--backend vertex needs --dataset (the trainer reads the conversion output)")
-        if not request.dataset.startswith("gs://"):
-            raise UsageError("--dataset must be on gs:// for Vertex AI to read it, got %s" % request.dataset)
-        if not str(request.job_dir).startswith("gs://"):
-            raise UsageError("--job-dir must be a gs:// folder, got %s" % request.job_dir)
-        jobspec.check_job_id(request.job_id)
-        _check_options(request)
-        timeout = training.timeout_seconds(request.timeout) if request.timeout else None
-        facts = training.dataset_facts(request, self.project)
-        values = {k: v for k, v in trainer_config.HYPERPARAMETERS.items() if k != "image_size"}
-        values["num_eval_images"] = jobspec.default_eval_images(facts)
-        values.update({k: v for k, v in request.hyperparameters.items() if v not in (None, "")})
-        unknown = set(values) - set(trainer_config.HYPERPARAMETERS)
-        if unknown:
-            raise UsageError("unknown hyperparameter(s): %s" % ", ".join(sorted(unknown)))
-        _check_hyperparameters(values, facts)
-        try:
-            overrides = [trainer_config.parse_override(text) for text in request.params_overrides]
-        except trainer_config.ConfigError as error:
-            raise UsageError(str(error))
-        if request.worker_pool_spec_file:
-            pools = worker_pools_from_file(request.worker_pool_spec_file)
-        else:
-            pools = worker_pools(request.accelerator or "gpu", request.gpus, request.replicas)
-        strategy_name = strategy(pools)
-        init = request.init_checkpoint or ("imagenet" if request.backbone in trainer_config.IMAGENET_CHECKPOINTS
-                                           else "none")
-        try:
-            trainer_config.resolve_init_checkpoint(init if "://" in init or init in ("imagenet", "none") else None,
-                                                   request.backbone)
-        except trainer_config.ConfigError as error:
-            raise UsageError(str(error))
-        if request.init_from and not request.init_from.startswith("gs://"):
-            raise UsageError("--init-from must be a gs:// model folder the job can read, got %s" % request.init_from)
-        if init not in ("imagenet", "none") and "://" not in init:
-            raise UsageError("--init-checkpoint must be imagenet, none or a gs:// checkpoint the job can read, got %s"
-                             % init)
-        dataset = request.dataset.rstrip("/")
-        body = job_body(
-            request.job_id, request.job_dir.rstrip("/"), pools, request.image,
-            lambda spec: trainer_args(dataset, values, request.num_classes, request.backbone, strategy_name,
-                                      spec, overrides, None if init == "none" else init, request.init_from or None),
-            labels=request.labels, service_account=request.service_account, network=request.network,
-            timeout_seconds=timeout, tensorboard=request.tensorboard, enable_web_access=request.enable_web_access)
-        return training.Plan(request, body, gcloud_command(body, self.region, "job.yaml"), "job.yaml",
-                             config_yaml(body), "POST %s/customJobs" % self.parent)
+    def plan(self, request, dry_run=False):
+        return build_plan(request, self.project, self.region, local=False, dry_run=dry_run)
 
     def submit(self, plan):
-        job_id = plan.request.job_id
-        existing = self._same_job(job_id, plan.body)
-        if existing:
-            return training.Submission(self._job(existing), False)
-        self.check_job_dir(plan.request)
-        return training.Submission(self._job(self._create(plan.body, job_id)), True)
+        """Start the job, or re-attach to a RUNNING or SUCCEEDED one with its id. A job with its id
+        that ended FAILED or CANCELLED is tried again as ``<id>_attempt2`` (and so on), resuming
+        from the checkpoints in the job dir."""
+        earlier = None
+        for attempt in range(1, 100):
+            job_id = training.attempt_id(plan.request.job_id, attempt)
+            body = with_job_id(plan.body, job_id)
+            existing = self._same_job(job_id, body)
+            if existing and state_word(existing) in training.ENDED_BADLY:
+                earlier = self._job(existing)
+                continue
+            if existing:
+                return training.Submission(self._job(existing), False, earlier)
+            if earlier is None:
+                self.check_job_dir(plan.request)
+            return training.Submission(self._job(self._create(body, job_id)), True, earlier)
+        raise LauncherError("job %s failed 99 times; pass another --job-id" % plan.request.job_id)
 
     def _same_job(self, job_id, body):
         """A job of ours with this id and the same spec, or None; another spec under the id is refused."""

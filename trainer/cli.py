@@ -21,12 +21,22 @@ class UserError(click.ClickException):
 def _guarded(command):
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        import importlib.util
+        for module in ("tensorflow", "official"):
+            if importlib.util.find_spec(module) is None:
+                raise UserError('the trainer needs the "train" extra (%s is not installed): pip install -e ".[train]"'
+                                % module)
         from trainer.commands import TrainerError
         try:
             return command(*args, **kwargs)
         except TrainerError as error:
             raise UserError(str(error))
     return wrapper
+
+
+def _verbose_option(command):
+    return click.option("--verbose", is_flag=True,
+                        help="show TensorFlow's own output here instead of writing it to the command's log file")(command)
 
 
 def _checkpoint_option(command):
@@ -55,6 +65,9 @@ def _hyperparameter_options(command):
         if name == "num_eval_images":
             option = click.option("--num-eval-images", name, type=int, default=None,
                                   help="the seed's num_eval_images (default: 200, or all the eval images if fewer)")
+        elif name == "warmup_steps":
+            option = click.option("--warmup-steps", name, type=int, default=None,
+                                  help="the seed's warmup_steps (default: 500, or a tenth of --max-steps if fewer)")
         elif name == "fpn_type":
             option = click.option("--fpn-type", name, type=click.Choice(["fpn", "nasfpn"]), default=default,
                                    show_default=True, help="the decoder")
@@ -71,6 +84,9 @@ def _hyperparameter_options(command):
 @_hyperparameter_options
 @click.option("--backbone", type=click.Choice(sorted(config.BACKBONES)), default="resnet-50", show_default=True,
               help="mobilenet for quick runs")
+@click.option("--model-size", type=click.Choice(sorted(config.MODEL_SIZES)), default="full", show_default=True,
+              help="small: MobileNetV2 at 0.35 width with a thin FPN and head, to try the whole path on a laptop CPU "
+                   "in minutes (with --backbone mobilenet --fpn-type fpn)")
 @click.option("--init-checkpoint", metavar="none|imagenet|CHECKPOINT",
               help="where the backbone starts: none (default: random weights), imagenet (Model Garden's published "
                    "ImageNet checkpoint for resnet-50, read from gs://cloud-tpu-checkpoints), or a checkpoint of yours")
@@ -89,6 +105,7 @@ def _hyperparameter_options(command):
 @click.option("--num-classes", type=int, help="overrides the dataset's num_classes (ours, without the background)")
 @click.option("--params-override", "params_overrides", multiple=True, metavar="YAML",
               help="anything else Model Garden accepts, as YAML/JSON or a file (repeatable, applied last)")
+@_verbose_option
 @_guarded
 def train(dataset, model_dir, params_overrides, **options):
     """Train (and evaluate every --train-steps-per-eval steps) on the dataset's train split.
@@ -96,7 +113,10 @@ def train(dataset, model_dir, params_overrides, **options):
     A model dir that holds checkpoints resumes from the newest (--max-steps must then exceed its
     step). metrics.json is written after each evaluation.
     """
+    from tfproc import console
     from trainer import commands
+    console.stop_promptly("interrupted: the newest whole checkpoint stays in the model dir; the same command "
+                          "resumes from it")
     model_dir = commands.train(dataset, model_dir, params_overrides=params_overrides, **options)
     click.echo("model: %s" % model_dir)
 
@@ -110,12 +130,13 @@ def train(dataset, model_dir, params_overrides, **options):
 @click.option("--output", help="where metrics.json and pr_curves.png go (default: MODEL_DIR/eval/<the dataset's "
                                 "parent and folder>-<split>-<hash of its path>/)")
 @_checkpoint_option
+@_verbose_option
 @_guarded
-def evaluate(dataset, model_dir, split, num_eval_images, output, checkpoint):
+def evaluate(dataset, model_dir, split, num_eval_images, output, checkpoint, verbose):
     """Score a checkpoint with COCO AP/AR on a conversion output; print a table with per-class AP and
     write metrics.json and per-class precision-recall curves (pr_curves.png)."""
     from trainer import commands
-    metrics = commands.evaluate(dataset, model_dir, split, num_eval_images, output, checkpoint)
+    metrics = commands.evaluate(dataset, model_dir, split, num_eval_images, output, checkpoint, verbose)
     click.echo(table(metrics))
     click.echo("metrics: %s" % metrics["path"])
 
@@ -139,13 +160,14 @@ def table(metrics):
 @click.option("--model-dir", help="the trained model's folder (%s)" % DEFAULT_MODEL_DIR)
 @click.option("--output", help="where the SavedModel goes (default: MODEL_DIR/export)")
 @_checkpoint_option
+@_verbose_option
 @_guarded
-def export(model_dir, output, checkpoint):
+def export(model_dir, output, checkpoint, verbose):
     """Write a SavedModel: serving_default takes uint8 images [1, height, width, 3] of any size and
     returns detection_boxes [1, 100, 4] as [ymin, xmin, ymax, xmax] normalised to the image given,
     detection_classes, detection_scores, num_detections and image_info."""
     from trainer import commands
-    click.echo("SavedModel: %s" % commands.export(model_dir, output, checkpoint))
+    click.echo("SavedModel: %s" % commands.export(model_dir, output, checkpoint, verbose))
 
 
 @main.command()
@@ -157,13 +179,15 @@ def export(model_dir, output, checkpoint):
 @click.option("--min-score", type=click.FloatRange(0, 1), default=0.3, show_default=True,
               help="detections below this score are left out")
 @_checkpoint_option
+@_verbose_option
 @_guarded
-def predict(model_dir, dataset, output, split, max_images, min_score, checkpoint):
+def predict(model_dir, dataset, output, split, max_images, min_score, checkpoint, verbose):
     """Run the model on a split's images: COCO-format detections (image_id, category_id, bbox in
     pixels as [x, y, width, height], score) and a contact sheet of the predictions (coloured, with
     class and score) beside the ground truth (green)."""
     from trainer import commands
-    detections, sheet = commands.predict(dataset, model_dir, output, split, max_images, min_score, checkpoint)
+    detections, sheet = commands.predict(dataset, model_dir, output, split, max_images, min_score, checkpoint,
+                                         verbose=verbose)
     click.echo("%d detections: %s" % (len(detections), os.path.join(os.path.dirname(sheet), "detections.json")))
     click.echo("contact sheet: %s" % sheet)
 

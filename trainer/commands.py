@@ -1,9 +1,9 @@
 """The trainer as plain functions: train, evaluate, export. ``python -m trainer`` and the pipeline's
 steps both call these; each failure a user can act on is a ``TrainerError`` with one line."""
 import os
-import sys
 import time
 
+from tfproc import console
 from trainer import config, devices, plots
 from trainer.dataset import DatasetError
 
@@ -13,41 +13,70 @@ class TrainerError(Exception):
     what is wrong and what to do."""
 
 
-def _say(line):
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
+_say = console.say
 
 
 def model_dir_or_default(value):
     value = value or os.environ.get("AIP_CHECKPOINT_DIR") or os.environ.get("AIP_MODEL_DIR")
     if not value:
         raise TrainerError("pass --model-dir (where checkpoints, summaries and metrics go)")
-    return value.rstrip("/")
+    return absolute(value)
+
+
+def absolute(path):
+    """A local path made absolute (TensorFlow's checkpoint files name paths relative to where they
+    are read from); gs:// and other URLs as given."""
+    path = str(path).rstrip("/") or "/"
+    return path if "://" in path else os.path.abspath(path)
+
+
+def log_name(command):
+    """``train.log``; ``train-worker-1.log`` on a worker of a multi-worker job."""
+    machines, task_type, index = devices.cluster()
+    return "%s.log" % command if devices.is_chief() or machines == 1 else "%s-%s-%d.log" % (command, task_type, index)
+
+
+def quiet(folder, command, verbose):
+    """Framework output of ``command`` into FOLDER/<command>.log (console.quiet)."""
+    path = os.path.join(folder, log_name(command))
+    if "://" not in folder:
+        try:
+            os.makedirs(folder, exist_ok=True)
+            with open(path, "a"):
+                pass
+        except OSError as error:
+            raise TrainerError("cannot write %s: %s" % (path, error.strerror or error))
+    return console.quiet(path, verbose)
 
 
 def train(dataset, model_dir=None, backbone="resnet-50", init_checkpoint=None, init_from=None, strategy="auto",
           tpu=None, num_classes=None, params_overrides=(), expect_accelerator=None, machine_type=None,
-          best_metric="AP", **hyperparameters):
+          best_metric="AP", verbose=False, model_size="full", **hyperparameters):
     """Train (and evaluate every ``train_steps_per_eval`` steps) on the dataset's train split.
 
     ``hyperparameters`` are the seed's (``config.HYPERPARAMETERS``); one left out, or None, takes its
-    default, and ``num_eval_images`` None means at most 200. ``init_checkpoint`` is a backbone
+    default, ``num_eval_images`` None means at most 200, and ``warmup_steps`` None means the seed's
+    500 or a tenth of ``max_steps``, whichever is fewer. ``init_checkpoint`` is a backbone
     checkpoint, or "imagenet" for Model Garden's published one; ``init_from`` a trained model dir
     whose whole network (its head too when the classes match) starts this training.
     ``expect_accelerator`` ("gpu:N", "tpu:N") is what the machine was promised: training stops at
     once if TensorFlow sees less. Each evaluation appends to MODEL_DIR/metrics_history.jsonl,
     redraws learning_curve.png and keeps the best checkpoint (by ``best_metric``) in MODEL_DIR/best/.
+    TensorFlow's own output goes to MODEL_DIR/train.log (to the terminal with ``verbose``).
     Returns the model dir.
     """
-    try:
-        return _train(dataset, model_dir, backbone, init_checkpoint, init_from, strategy, tpu, num_classes,
-                      params_overrides, expect_accelerator, machine_type, best_metric, hyperparameters)
-    except (DatasetError, config.ConfigError, devices.AcceleratorMissing) as error:
-        raise TrainerError(str(error)) from None
+    model_dir = model_dir_or_default(model_dir)
+    with quiet(model_dir, "train", verbose) as log:
+        try:
+            return _train(absolute(dataset), model_dir, backbone, init_checkpoint, init_from, strategy, tpu,
+                          num_classes, params_overrides, expect_accelerator, machine_type, best_metric,
+                          model_size, hyperparameters, log)
+        except (DatasetError, config.ConfigError, devices.AcceleratorMissing) as error:
+            raise TrainerError(str(error)) from None
 
 
 def _train(dataset, model_dir, backbone, init_checkpoint, init_from, strategy, tpu, num_classes, params_overrides,
-           expect_accelerator, machine_type, best_metric, hyperparameters):
+           expect_accelerator, machine_type, best_metric, model_size, hyperparameters, log):
     try:
         promise = devices.parse_promise(expect_accelerator)
     except ValueError as error:
@@ -60,15 +89,19 @@ def _train(dataset, model_dir, backbone, init_checkpoint, init_from, strategy, t
     machines = devices.cluster()[0]
     chosen = devices.choose(strategy, gpus, tpus, machines)
 
+    # No TensorFlow op may run before a multi-worker strategy exists: everything up to
+    # engine.strategy_for reads files and checkpoints without starting TensorFlow's runtime.
     from trainer import dataset as dataset_lib
     from trainer import engine
-    model_dir = model_dir_or_default(model_dir)
     hp = dict(config.HYPERPARAMETERS)
     explicit_eval_images = hyperparameters.get("num_eval_images") not in (None, 0)
+    explicit_warmup = hyperparameters.get("warmup_steps") is not None
     hp.update({k: v for k, v in hyperparameters.items() if v is not None})
     unknown = set(hp) - set(config.HYPERPARAMETERS)
     if unknown:
         raise TrainerError("unknown hyperparameter(s): %s" % ", ".join(sorted(unknown)))
+    if not explicit_warmup:
+        hp["warmup_steps"] = config.default_warmup_steps(hp["max_steps"])
     data = dataset_lib.load(dataset)
     if num_classes is not None:
         data.num_classes = num_classes
@@ -85,7 +118,9 @@ def _train(dataset, model_dir, backbone, init_checkpoint, init_from, strategy, t
     if init_checkpoint and init_from:
         raise TrainerError("pass --init-checkpoint (a backbone) or --init-from (a whole trained model), not both")
     backbone_checkpoint = config.resolve_init_checkpoint(init_checkpoint, backbone)
-    values = config.overrides(data, hp, backbone, size, backbone_checkpoint)
+    replicas = machines * max(1, gpus) if chosen == "multi_worker_mirrored" else max(1, gpus) \
+        if chosen == "mirrored" else 1
+    values = config.overrides(data, hp, backbone, size, backbone_checkpoint, model_size=model_size, replicas=replicas)
     params = config.experiment([values] + [config.parse_override(o) for o in params_overrides])
     if best_metric not in engine.COCO_KEYS:
         raise TrainerError("--best-metric must be one of %s, got %s" % (", ".join(engine.COCO_KEYS), best_metric))
@@ -93,7 +128,7 @@ def _train(dataset, model_dir, backbone, init_checkpoint, init_from, strategy, t
                                      else "the backbone of %s" % backbone_checkpoint if backbone_checkpoint
                                      else "scratch (random weights)")
     if init_from:
-        initialize, starts_from = initializer_from(init_from, params)
+        initialize, starts_from = initializer_from(absolute(init_from), params)
 
     step = engine.latest_step(model_dir)
     if step is not None:
@@ -102,22 +137,23 @@ def _train(dataset, model_dir, backbone, init_checkpoint, init_from, strategy, t
                                % (model_dir, step))
         _say("resuming from the checkpoint at step %d in %s" % (step, model_dir))
     chief = devices.is_chief()
-    if chief:
-        engine.save_params(params, model_dir, resumed_at=step)
     try:
         distribution = engine.strategy_for(chosen, tpu)
     except (ValueError, RuntimeError) as error:     # e.g. no TPU where one was promised
         raise devices.AcceleratorMissing("machine %s: cannot start the %s strategy: %s"
                                          % (machine_type or "(type not given)", chosen, str(error).splitlines()[0]))
+    if chief:
+        engine.save_params(params, model_dir, resumed_at=step)
     if promise and promise[0] == "tpu":
         import tensorflow as tf
         devices.check_promise(promise, gpus, len(tf.config.list_logical_devices("TPU")), seen, machine_type)
-    progress = engine.Progress(params.trainer.train_steps, step or 0)
+    progress = engine.Progress(params.trainer.train_steps, step or 0, _say)
     metrics_path = os.path.join(model_dir, engine.METRICS)
     began = time.time()
 
     def evaluated(logs, at_step):
-        metrics = dict(engine.plain_metrics(logs, data.names), step=at_step, dataset=data.path, split="eval")
+        metrics = dict(engine.plain_metrics(logs, data.names), step=at_step, dataset=data.path, split="eval",
+                       images=engine.images_scored())
         if chief:
             engine.write_metrics(metrics_path, metrics)
             entry = {k: v for k, v in metrics.items() if k not in ("dataset", "split")}
@@ -125,26 +161,35 @@ def _train(dataset, model_dir, backbone, init_checkpoint, init_from, strategy, t
                          elapsed_seconds=round(time.time() - began, 1))
             history = engine.append_history(model_dir, entry)
             with tf_gfile_writer(os.path.join(model_dir, engine.CURVE)) as f:
-                plots.learning_curve(history, f)
-            if best_metric in metrics and engine.keep_best(model_dir, at_step, best_metric, metrics[best_metric]):
-                _say("best %s so far (%.4f): the checkpoint of step %d is kept in %s"
-                     % (best_metric, metrics[best_metric], at_step, os.path.join(model_dir, engine.BEST)))
-        _say("evaluation at step %d: AP %.4f, AP50 %.4f, ARmax100 %.4f (%s)" % (
-            at_step, metrics.get("AP", float("nan")), metrics.get("AP50", float("nan")),
-            metrics.get("ARmax100", float("nan")), metrics_path))
+                plots.learning_curve(history, f, best_metric)
+        progress.last_line = time.time()
+        _say("evaluation at step %d on %s images: AP %.4f, AP50 %.4f, ARmax100 %.4f" % (
+            at_step, metrics.get("images") or "?", metrics.get("AP", float("nan")), metrics.get("AP50", float("nan")),
+            metrics.get("ARmax100", float("nan"))))
+        if chief and best_metric in metrics and engine.keep_best(model_dir, at_step, best_metric, metrics[best_metric]):
+            _say("  best %s so far: the checkpoint of step %d is kept in %s"
+                 % (best_metric, at_step, os.path.join(model_dir, engine.BEST)))
 
-    _say("training %s on %s: %d classes, input %dx%d, batch %d, %d steps, %s; starting from %s; strategy %s "
-         "with %d replica(s) (TensorFlow sees: %s)" % (
-             backbone, data.path, data.num_classes, size[0], size[1], params.task.train_data.global_batch_size,
-             params.trainer.train_steps, mode.replace("_", " "),
-             "the checkpoint at step %d" % step if step else starts_from, chosen,
-             distribution.num_replicas_in_sync, ", ".join(seen)))
-    with damaged_shards_named(data):
-        engine.run(params, model_dir, mode, distribution, on_train=progress, on_eval=evaluated,
-                   log_dir=os.environ.get("AIP_TENSORBOARD_LOG_DIR"), initialize=initialize)
-    _say("trained to step %d; checkpoints in %s" % (params.trainer.train_steps, model_dir))
+    _say("training %s%s on %s: %d classes, input %dx%d, batch %d, %d steps, %s every %d steps on %d images; "
+         "starting from %s" % (
+             backbone, "" if model_size == "full" else " (%s)" % model_size, data.path, data.num_classes, size[0], size[1], params.task.train_data.global_batch_size,
+             params.trainer.train_steps, "evaluating" if mode == "train_and_eval" else "no eval split, not evaluating",
+             params.trainer.validation_interval, hp["num_eval_images"],
+             "the checkpoint at step %d" % step if step else starts_from))
+    _say("learning rate: %s" % config.describe_schedule(params, explicit_warmup))
+    _say("strategy %s with %d replica(s) (TensorFlow sees: %s); TensorFlow's own output: %s"
+         % (chosen, distribution.num_replicas_in_sync, ", ".join(seen), log))
+    progress.start_heartbeat()
+    try:
+        with damaged_shards_named(data):
+            engine.run(params, model_dir, mode, distribution, on_train=progress, on_eval=evaluated,
+                       log_dir=os.environ.get("AIP_TENSORBOARD_LOG_DIR"), initialize=initialize)
+    finally:
+        progress.stop()
+    _say("trained to step %d in %s; checkpoints in %s" % (
+        params.trainer.train_steps, engine.duration(time.time() - began), model_dir))
     aip_model_dir = os.environ.get("AIP_MODEL_DIR")
-    if chief and aip_model_dir and aip_model_dir.rstrip("/") != model_dir:
+    if chief and aip_model_dir and absolute(aip_model_dir) != model_dir:
         _say("exported the SavedModel to %s" % engine.export(params, latest_checkpoint(model_dir), aip_model_dir))
     return model_dir
 
@@ -236,14 +281,19 @@ def latest_checkpoint(model_dir):
     return latest
 
 
-def evaluate(dataset, model_dir=None, split="eval", num_eval_images=0, output=None, checkpoint="latest"):
+def evaluate(dataset, model_dir=None, split="eval", num_eval_images=0, output=None, checkpoint="latest",
+             verbose=False):
     """Score a checkpoint (``latest``, ``best`` or a step) with COCO AP/AR on a split of a conversion
     output; write OUTPUT/metrics.json and OUTPUT/pr_curves.png (default OUTPUT:
-    MODEL_DIR/eval/<the dataset's folder and its parent>-<split>) and return the metrics."""
-    try:
-        return _evaluate(dataset, model_dir, split, num_eval_images, output, checkpoint)
-    except (DatasetError, config.ConfigError, FileNotFoundError) as error:
-        raise TrainerError(str(error)) from None
+    MODEL_DIR/eval/<the dataset's folder and its parent>-<split>), TensorFlow's output to
+    OUTPUT/evaluate.log, and return the metrics."""
+    model_dir, dataset = model_dir_or_default(model_dir), absolute(dataset)
+    out_dir = absolute(output or default_eval_folder(model_dir, dataset, split))
+    with quiet(out_dir, "evaluate", verbose):
+        try:
+            return _evaluate(dataset, model_dir, split, num_eval_images, out_dir, checkpoint)
+        except (DatasetError, config.ConfigError, FileNotFoundError) as error:
+            raise TrainerError(str(error)) from None
 
 
 def default_eval_folder(model_dir, dataset_path, split):
@@ -262,7 +312,6 @@ def _evaluate(dataset, model_dir, split, num_eval_images, output, which):
 
     from trainer import dataset as dataset_lib
     from trainer import engine
-    model_dir = model_dir_or_default(model_dir)
     data = dataset_lib.load(dataset)
     trained = engine.load_params(model_dir)
     checkpoint = chosen_checkpoint(model_dir, which)
@@ -281,7 +330,7 @@ def _evaluate(dataset, model_dir, split, num_eval_images, output, which):
         "task": {"validation_data": {"input_path": data.pattern(split), "global_batch_size": batch,
                                      "drop_remainder": False}, "init_checkpoint": None},
         "trainer": {"validation_steps": -(-count // batch)}}])
-    out_dir = (output or default_eval_folder(model_dir, data.path, split)).rstrip("/")
+    out_dir = output
     scratch = out_dir + "/.checkpoint"          # the eval mode scores the newest checkpoint of a folder
     tf.io.gfile.makedirs(scratch)
     with tf.io.gfile.GFile(scratch + "/checkpoint", "w") as f:
@@ -290,13 +339,16 @@ def _evaluate(dataset, model_dir, split, num_eval_images, output, which):
         logs = engine.evaluate_checkpoint(params, scratch)
     tf.io.gfile.rmtree(scratch)
     metrics = dict(engine.plain_metrics(logs, data.names), step=engine.step_of(checkpoint), dataset=data.path,
-                   split=split, checkpoint=checkpoint, images=count)
+                   split=split, checkpoint=checkpoint, images=engine.images_scored() or count)
     metrics["path"] = os.path.join(out_dir, engine.METRICS)
     engine.write_metrics(metrics["path"], {k: v for k, v in metrics.items() if k != "path"})
     curves = engine.precision_recall_curves(data.names)
-    if curves:
+    without_boxes = sorted(name for name in data.names.values() if name not in curves)
+    if without_boxes:
+        metrics["classes_without_eval_boxes"] = without_boxes
+    if curves or without_boxes:
         with tf_gfile_writer(os.path.join(out_dir, "pr_curves.png")) as f:
-            plots.precision_recall(curves, f)
+            plots.precision_recall(curves, f, ap=metrics.get("per_class_AP") or {}, missing=without_boxes)
     return metrics
 
 
@@ -313,29 +365,33 @@ def chosen_checkpoint(model_dir, which="latest"):
     return found
 
 
-def export(model_dir=None, output=None, checkpoint="latest"):
+def export(model_dir=None, output=None, checkpoint="latest", verbose=False):
     """A SavedModel of a checkpoint (``latest``, ``best`` or a step; default MODEL_DIR/export); returns
-    its folder."""
+    its folder. TensorFlow's output goes to MODEL_DIR/export.log."""
     from trainer import engine
     model_dir = model_dir_or_default(model_dir)
-    try:
-        params = engine.load_params(model_dir)
-    except FileNotFoundError as error:
-        raise TrainerError(str(error)) from None
-    out = (output or os.path.join(model_dir, "export")).rstrip("/")
-    return engine.export(params, chosen_checkpoint(model_dir, checkpoint), out)
+    with quiet(model_dir, "export", verbose):
+        try:
+            params = engine.load_params(model_dir)
+        except FileNotFoundError as error:
+            raise TrainerError(str(error)) from None
+        out = absolute(output or os.path.join(model_dir, "export"))
+        return engine.export(params, chosen_checkpoint(model_dir, checkpoint), out)
 
 
 def predict(dataset, model_dir=None, output=None, split="eval", max_images=50, min_score=0.3, checkpoint="latest",
-            sheet_images=16):
+            sheet_images=16, verbose=False):
     """Run the model on up to ``max_images`` images of a split: OUTPUT/detections.json holds COCO
     detections (image_id, category_id, bbox [x, y, width, height] in pixels, score) at or above
     ``min_score``, and OUTPUT/contact_sheet.png draws them beside the ground truth. Returns
     ``(detections, contact sheet path)``."""
-    try:
-        return _predict(dataset, model_dir, output, split, max_images, min_score, checkpoint, sheet_images)
-    except (DatasetError, config.ConfigError, FileNotFoundError) as error:
-        raise TrainerError(str(error)) from None
+    model_dir, dataset = model_dir_or_default(model_dir), absolute(dataset)
+    out_dir = absolute(output or os.path.join(model_dir, "predictions"))
+    with quiet(out_dir, "predict", verbose):
+        try:
+            return _predict(dataset, model_dir, out_dir, split, max_images, min_score, checkpoint, sheet_images)
+        except (DatasetError, config.ConfigError, FileNotFoundError) as error:
+            raise TrainerError(str(error)) from None
 
 
 def _predict(dataset, model_dir, output, split, max_images, min_score, which, sheet_images):
@@ -345,14 +401,13 @@ def _predict(dataset, model_dir, output, split, max_images, min_score, which, sh
 
     from trainer import dataset as dataset_lib
     from trainer import engine
-    model_dir = model_dir_or_default(model_dir)
     data = dataset_lib.load(dataset)
     if not data.images[split]:
         raise TrainerError("the %s split of %s holds no images" % (split, dataset))
     check_shards(data, (split,))
     params = engine.normalised_outputs(engine.load_params(model_dir))
     detector = engine.detector(params, chosen_checkpoint(model_dir, which))
-    out_dir = (output or os.path.join(model_dir, "predictions")).rstrip("/")
+    out_dir = output
     tf.io.gfile.makedirs(out_dir)
     detections, thumbs = [], []
     with damaged_shards_named(data):
@@ -368,10 +423,12 @@ def _predict(dataset, model_dir, output, split, max_images, min_score, which, sh
                                             round((xmax - xmin) * width, 2), round((ymax - ymin) * height, 2)]})
             if len(thumbs) < sheet_images:
                 truth = list(zip(record["boxes"], record["labels"]))
-                thumbs.append(plots.draw_boxes(record["encoded"].numpy(), truth, kept, data.names))
+                name = record["filename"].numpy().decode("utf-8", "replace").rsplit("/", 1)[-1] or str(image_id)
+                caption = "%s (%s)\n%d true, %d found at %.2f+" % (name, split, len(truth), len(kept), min_score)
+                thumbs.append(plots.draw_boxes(record["encoded"].numpy(), truth, kept, data.names, caption=caption))
     with tf.io.gfile.GFile(os.path.join(out_dir, "detections.json"), "w") as f:
         f.write(json.dumps(detections) + "\n")
     sheet = os.path.join(out_dir, "contact_sheet.png")
     with tf_gfile_writer(sheet) as f:
-        plots.contact_sheet(thumbs, f)
+        plots.contact_sheet(thumbs, f, names=data.names)
     return detections, sheet

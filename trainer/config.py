@@ -40,6 +40,13 @@ BACKBONES = {
 IMAGENET_CHECKPOINTS = {
     "resnet-50": "gs://cloud-tpu-checkpoints/vision-2.0/resnet50_imagenet/ckpt-28080",
 }
+# --model-size small: a detector that trains in minutes on a laptop CPU (MobileNetV2 at 0.35 width,
+# a thin FPN and head); "full" is Model Garden's RetinaNet as configured by the seed's settings.
+MODEL_SIZES = {
+    "full": {},
+    "small": {"backbone": {"mobilenet": {"filter_size_scale": 0.35}}, "decoder": {"fpn": {"num_filters": 32}},
+              "head": {"num_filters": 32, "num_convs": 1}},
+}
 EVAL_BATCH_SIZE = 8
 MAX_LEVEL = 7       # the coarsest feature level: input sides are padded to multiples of 2**MAX_LEVEL
 KEEP_CHECKPOINTS = 3
@@ -62,7 +69,8 @@ def image_size(text, fallback):
     return [-(-side // step) * step for side in size]
 
 
-def overrides(dataset, hp, backbone, size, init_checkpoint=None, eval_split="eval", eval_images=None):
+def overrides(dataset, hp, backbone, size, init_checkpoint=None, eval_split="eval", eval_images=None,
+              model_size="full", replicas=1):
     """The ``params.override`` dict for the ``retinanet_resnetfpn_coco`` preset.
 
     The preset's own defaults that cannot work offline are replaced: its gs:// backbone checkpoint
@@ -72,6 +80,10 @@ def overrides(dataset, hp, backbone, size, init_checkpoint=None, eval_split="eva
     """
     if backbone not in BACKBONES:
         raise ConfigError("--backbone must be one of %s, got %s" % (", ".join(BACKBONES), backbone))
+    if model_size not in MODEL_SIZES:
+        raise ConfigError("--model-size must be one of %s, got %s" % (", ".join(MODEL_SIZES), model_size))
+    if model_size == "small" and (backbone != "mobilenet" or hp["fpn_type"] != "fpn"):
+        raise ConfigError("--model-size small is MobileNetV2 with an FPN: pass --backbone mobilenet --fpn-type fpn")
     if hp["fpn_type"] not in ("fpn", "nasfpn"):
         raise ConfigError("--fpn-type must be fpn or nasfpn, got %s" % hp["fpn_type"])
     for name in ("train_batch_size", "max_steps", "train_steps_per_eval"):
@@ -83,9 +95,22 @@ def overrides(dataset, hp, backbone, size, init_checkpoint=None, eval_split="eva
         raise ConfigError("--num-eval-images %d: the %s split holds %d images (0 = all)"
                           % (requested, eval_split, available))
     eval_count = requested or available
-    eval_batch = max(1, min(EVAL_BATCH_SIZE, eval_count))
+    if int(hp["train_batch_size"]) % replicas:
+        raise ConfigError("--train-batch-size %s does not divide among the %d replicas that train in step; pass a "
+                          "multiple of %d" % (hp["train_batch_size"], replicas, replicas))
+    eval_batch = eval_batch_size(eval_count, replicas)
     interval = min(int(hp["train_steps_per_eval"]), int(hp["max_steps"]))
     loop = steps_per_loop(interval)
+    model = {
+        "num_classes": dataset.num_classes + 1,     # Model Garden counts the background (0)
+        "input_size": [size[0], size[1], 3],
+        "min_level": 3, "max_level": MAX_LEVEL,
+        "backbone": BACKBONES[backbone],
+        "decoder": {"type": hp["fpn_type"]},
+        "norm_activation": {"norm_momentum": 0.9, "use_sync_bn": False},
+    }
+    for key, value in MODEL_SIZES[model_size].items():
+        model[key] = _merged(model.get(key, {}), value)
     return {
         "runtime": {"mixed_precision_dtype": "float32"},
         "task": {
@@ -93,14 +118,7 @@ def overrides(dataset, hp, backbone, size, init_checkpoint=None, eval_split="eva
             "init_checkpoint_modules": "backbone",
             "annotation_file": None,
             "per_category_metrics": True,
-            "model": {
-                "num_classes": dataset.num_classes + 1,     # Model Garden counts the background (0)
-                "input_size": [size[0], size[1], 3],
-                "min_level": 3, "max_level": MAX_LEVEL,
-                "backbone": BACKBONES[backbone],
-                "decoder": {"type": hp["fpn_type"]},
-                "norm_activation": {"norm_momentum": 0.9, "use_sync_bn": False},
-            },
+            "model": model,
             "train_data": {
                 "input_path": dataset.pattern("train"), "global_batch_size": int(hp["train_batch_size"]),
                 "dtype": "float32", "is_training": True,
@@ -131,6 +149,43 @@ def overrides(dataset, hp, backbone, size, init_checkpoint=None, eval_split="eva
             },
         },
     }
+
+
+def eval_batch_size(images, replicas=1):
+    """At most EVAL_BATCH_SIZE images a step (fewer for a small eval set), a multiple of the replicas."""
+    batch = max(1, min(EVAL_BATCH_SIZE, images))
+    return -(-batch // replicas) * replicas
+
+
+def _merged(base, extra):
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merged(out.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
+def default_warmup_steps(max_steps):
+    """The seed's 500 warm-up steps, or a tenth of a shorter run (so that a short run learns)."""
+    return max(1, min(HYPERPARAMETERS["warmup_steps"], int(max_steps) // 10))
+
+
+def describe_schedule(params, explicit_warmup=True):
+    """The learning-rate schedule in words, for the first lines of a training."""
+    optimizer = params.trainer.optimizer_config
+    warmup = optimizer.warmup.linear
+    stepwise = optimizer.learning_rate.stepwise
+    steps = params.trainer.train_steps
+    values, boundaries = list(stepwise.values), list(stepwise.boundaries)
+    parts = []
+    if warmup.warmup_steps:
+        parts.append("linear warm-up from %g to %g over the first %d steps%s" % (
+            warmup.warmup_learning_rate, values[0], warmup.warmup_steps,
+            "" if explicit_warmup else " (a tenth of the run, at most the seed's %d; --warmup-steps sets it)"
+            % HYPERPARAMETERS["warmup_steps"]))
+    parts.append("then %g" % values[0] if parts else "%g" % values[0])
+    parts += ["%g from step %d" % (value, boundary) for value, boundary in zip(values[1:], boundaries)
+              if boundary < steps]
+    return ", ".join(parts)
 
 
 def resolve_init_checkpoint(value, backbone):

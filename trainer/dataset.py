@@ -41,16 +41,25 @@ def load(path):
 
 
 def common_resolution(dataset, split="train", sample=200):
-    """``(height, width)`` most frequent among the first ``sample`` records of a split."""
-    features = {"image/height": tf.io.FixedLenFeature([], tf.int64),
-                "image/width": tf.io.FixedLenFeature([], tf.int64)}
-    files = tf.io.gfile.glob(dataset.pattern(split))
+    """``(height, width)`` most frequent among the first ``sample`` records of a split, read with the
+    project's own record reader: no TensorFlow op runs, so a multi-worker strategy can still be
+    created afterwards (TensorFlow refuses once its runtime has started)."""
+    from tfproc import records as record_reader
+    files = sorted(tf.io.gfile.glob(dataset.pattern(split)))
     if not files:
         raise DatasetError("no %s records under %s" % (split, dataset.path))
     counts = collections.Counter()
-    for record in tf.data.TFRecordDataset(sorted(files)).take(sample):
-        parsed = tf.io.parse_single_example(record, features)
-        counts[(int(parsed["image/height"]), int(parsed["image/width"]))] += 1
+    for path in files:
+        try:
+            with tf.io.gfile.GFile(path, "rb") as f:
+                for data in record_reader.read_records(f):
+                    example = record_reader.decode_example(data)
+                    counts[(int(example["image/height"][0]), int(example["image/width"][0]))] += 1
+                    if sum(counts.values()) >= sample:
+                        return counts.most_common(1)[0][0]
+        except (ValueError, KeyError, IndexError) as error:
+            raise DatasetError("a shard of %s is damaged (%s: %s); convert the dataset again"
+                               % (dataset.path, path, error))
     if not counts:
         raise DatasetError("the %s records under %s are empty" % (split, dataset.path))
     return counts.most_common(1)[0][0]
@@ -63,6 +72,7 @@ def records(dataset, split):
         "image/height": tf.io.FixedLenFeature([], tf.int64),
         "image/width": tf.io.FixedLenFeature([], tf.int64),
         "image/source_id": tf.io.FixedLenFeature([], tf.string),
+        "image/filename": tf.io.FixedLenFeature([], tf.string, default_value=""),
         "image/object/bbox/ymin": tf.io.VarLenFeature(tf.float32),
         "image/object/bbox/xmin": tf.io.VarLenFeature(tf.float32),
         "image/object/bbox/ymax": tf.io.VarLenFeature(tf.float32),
@@ -75,6 +85,7 @@ def records(dataset, split):
         corners = [tf.sparse.to_dense(raw["image/object/bbox/" + k]) for k in ("ymin", "xmin", "ymax", "xmax")]
         return {"encoded": raw["image/encoded"], "height": raw["image/height"], "width": raw["image/width"],
                 "source_id": tf.strings.to_number(raw["image/source_id"], tf.int64),
+                "filename": raw["image/filename"],
                 "boxes": tf.stack(corners, axis=-1), "labels": tf.sparse.to_dense(raw["image/object/class/label"])}
 
     files = sorted(tf.io.gfile.glob(dataset.pattern(split)))

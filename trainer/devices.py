@@ -67,10 +67,16 @@ def check_promise(promise, gpus, tpus, seen, machine_type=None):
     visible = gpus if kind == "gpu" else tpus
     if visible >= count:
         return
+    cause = None
+    if kind == "gpu":
+        from trainer import container
+        cause = container.driver_problem()
     raise AcceleratorMissing(
         "machine %s was promised %d %s(s) but TensorFlow sees %d (devices: %s); stopping instead of "
-        "training on the CPU. Check that the image's TensorFlow matches the machine (README: the image)"
-        % (machine_type or "(type not given)", count, kind.upper(), visible, ", ".join(seen) or "none"))
+        "training on the CPU. %s" % (
+            machine_type or "(type not given)", count, kind.upper(), visible, ", ".join(seen) or "none",
+            "Likely cause: %s" % cause if cause else "Check that the image's TensorFlow matches the machine "
+                                                     "(README: the image)"))
 
 
 def visible():

@@ -1,7 +1,7 @@
 """Running Model Garden: training with evaluations, evaluating a checkpoint, exporting a SavedModel."""
 import json
 import os
-import sys
+import threading
 import time
 
 import tensorflow as tf
@@ -62,21 +62,66 @@ def load_params(model_dir):
     return params
 
 
-def controller_class(log_dir, running):
+def controller_class(log_dir, running, model_dir=None, chief=True):
     """An orbit.Controller that puts itself in ``running`` (so actions can read the true global
     step) and, with ``log_dir`` (Vertex's AIP_TENSORBOARD_LOG_DIR), writes its TensorBoard
-    summaries there instead of the model dir."""
+    summaries there instead of the model dir. On a worker that is not the chief, summaries go to
+    scratch (one writer per folder) and the start is the chief's newest checkpoint in ``model_dir``
+    (Model Garden gives such a worker a scratch checkpoint folder of its own, so a restarted job
+    would otherwise start it from scratch while the chief resumes)."""
+    import tempfile
+
     import orbit
 
     class Controller(orbit.Controller):
         def __init__(self, **kwargs):
-            if log_dir and kwargs.get("summary_dir"):
-                kwargs["summary_dir"] = os.path.join(log_dir, "train")
-            if log_dir and kwargs.get("eval_summary_dir"):
-                kwargs["eval_summary_dir"] = os.path.join(log_dir, "validation")
-            super().__init__(**kwargs)
+            if not chief:
+                scratch = tempfile.mkdtemp(prefix="synthdet-worker-summaries-")
+                for key in ("summary_dir", "eval_summary_dir"):
+                    if kwargs.get(key):
+                        kwargs[key] = os.path.join(scratch, key)
+            elif log_dir:
+                if kwargs.get("summary_dir"):
+                    kwargs["summary_dir"] = os.path.join(log_dir, "train")
+                if kwargs.get("eval_summary_dir"):
+                    kwargs["eval_summary_dir"] = os.path.join(log_dir, "validation")
             running[:] = [self]
+            super().__init__(**kwargs)
+
+        def restore_checkpoint(self, checkpoint_path=None):
+            if checkpoint_path is None and not chief and model_dir:
+                checkpoint_path = tf.train.latest_checkpoint(model_dir) if tf.io.gfile.exists(model_dir) else None
+            return super().restore_checkpoint(checkpoint_path)
     return Controller
+
+
+def gather_evaluations_across_workers(task, strategy):
+    """Under a multi-worker strategy each worker evaluates its own share of the eval set, and Model
+    Garden's evaluator keeps only its own machine's results: gather every replica's ground truth
+    and detections to every worker, so that each COCO evaluation scores the whole eval set once."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return
+    validation_step, aggregate_logs = task.validation_step, task.aggregate_logs
+
+    def gathered_validation_step(inputs, model, metrics=None):
+        logs = validation_step(inputs, model, metrics)
+        name = task.coco_metric.name
+        if name in logs:
+            context = tf.distribute.get_replica_context()
+            with tf.device(inputs[0].device):       # some outputs carry no device, which all_gather needs
+                placed = tf.nest.map_structure(tf.identity, logs[name])
+            logs[name] = tf.nest.map_structure(lambda value: context.all_gather(value, axis=0), placed)
+        return logs
+
+    def first_replica_only(state=None, step_outputs=None):
+        name = task.coco_metric.name
+        if step_outputs and name in step_outputs:       # every local replica holds all of them now
+            step_outputs = dict(step_outputs)
+            step_outputs[name] = tuple({key: values[:1] for key, values in part.items()}
+                                       for part in step_outputs[name])
+        return aggregate_logs(state, step_outputs)
+
+    task.validation_step, task.aggregate_logs = gathered_validation_step, first_replica_only
 
 
 def plain_metrics(logs, names):
@@ -108,22 +153,65 @@ def _write_text(path, text):
 
 
 class Progress:
-    """A line per training loop: the true step (Orbit's global step), loss, speed and time left."""
+    """A line per training loop: the true step (Orbit's global step), loss, speed and time left; and,
+    from a thread, a line whenever 30 s pass without one (model building, a long loop)."""
 
-    def __init__(self, total_steps, start_step):
+    def __init__(self, total_steps, start_step, say, every=30.0):
         self.total, self.step, self.start = total_steps, start_step, start_step
-        self.began = time.time()
+        self.say, self.every = say, every
+        self.began = self.last_line = time.time()
         self.loss = float("nan")
+        self.first_step_at = None
+        self._stop = threading.Event()
 
     def __call__(self, logs, step):
+        now = time.time()
+        if self.first_step_at is None:      # the first loop includes building the model: measure from here
+            self.first_step_at = (now, step)
         self.step = step
         self.loss = float(logs.get("total_loss", logs.get("training_loss", float("nan"))))
-        done, elapsed = self.step - self.start, time.time() - self.began
-        rate = done / elapsed if elapsed > 0 else 0.0
-        left = (self.total - self.step) / rate if rate else float("nan")
-        sys.stderr.write("[%5.0fs] step %d/%d  loss %.4f  %.2f steps/s  about %.0fs left\n"
-                         % (elapsed, self.step, self.total, self.loss, rate, left))
-        sys.stderr.flush()
+        self._line("step %d/%d  loss %.4f  %s" % (self.step, self.total, self.loss, self._speed(now)))
+
+    def _speed(self, now):
+        if self.first_step_at is None:
+            return ""
+        began, start = self.first_step_at
+        done, elapsed = self.step - start, now - began
+        rate = done / elapsed if elapsed > 0 and done > 0 else 0.0
+        if not rate:
+            return ""
+        return "%.2f steps/s  about %s left" % (rate, duration((self.total - self.step) / rate))
+
+    def _line(self, text):
+        self.last_line = time.time()
+        self.say("[%5.0fs] %s" % (self.last_line - self.began, text))
+
+    def start_heartbeat(self):
+        def beat():
+            while not self._stop.wait(1.0):
+                if time.time() - self.last_line >= self.every:
+                    if self.first_step_at is None:
+                        self._line("building the model and its input pipeline (the first steps compile it)")
+                    else:
+                        self._line("still training after step %d/%d  %s" % (self.step, self.total,
+                                                                            self._speed(time.time())))
+        threading.Thread(target=beat, name="progress", daemon=True).start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+
+
+def duration(seconds):
+    """``75`` -> "1m15s"; "?" for a value that is not finite."""
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+        return "?"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return "%ds" % seconds
+    if seconds < 3600:
+        return "%dm%02ds" % divmod(seconds, 60)
+    return "%dh%02dm" % (seconds // 3600, seconds % 3600 // 60)
 
 
 def append_history(model_dir, entry):
@@ -145,8 +233,7 @@ def checkpoint_at(model_dir, step):
     """The checkpoint prefix of ``step`` in ``model_dir`` (or its best/ folder), or None."""
     for folder in (model_dir, os.path.join(model_dir, BEST)):
         state = tf.train.get_checkpoint_state(folder) if tf.io.gfile.exists(folder) else None
-        for path in (state.all_model_checkpoint_paths if state else []):
-            path = path if os.path.isabs(path) or "://" in path else os.path.join(folder, path)
+        for path in (state.all_model_checkpoint_paths if state else []):     # TF joins them to the folder
             if step_of(path) == step:
                 return path
     return None
@@ -195,6 +282,11 @@ def choose_checkpoint(model_dir, which="latest"):
 _PRECISION = {}     # the last COCO evaluation's precision table and class ids (for PR curves)
 
 
+def images_scored():
+    """How many images the last COCO evaluation in this process scored, or None."""
+    return _PRECISION.get("images")
+
+
 def precision_recall_curves(names):
     """{class name: (recall, precision)} at IoU 0.5 from the last COCO evaluation in this process."""
     import numpy as np
@@ -240,7 +332,7 @@ def enable_per_class_ap():
     def summarize_with_categories(self):
         summarize(self)
         precision = self.eval["precision"]          # [IoU thresholds, recall, class, area, max dets]
-        _PRECISION.update(table=precision, class_ids=list(self.params.catIds))
+        _PRECISION.update(table=precision, class_ids=list(self.params.catIds), images=len(self.params.imgIds))
         stats = np.full((12, precision.shape[2]), -1.0)
         for row, thresholds in ((0, slice(None)), (1, 0), (2, 5)):     # AP, AP50, AP75
             for k in range(precision.shape[2]):
@@ -261,8 +353,11 @@ def run(params, model_dir, mode, strategy, on_train=None, on_eval=None, log_dir=
     from absl import logging as absl_logging
     absl_logging.set_verbosity(absl_logging.WARNING)        # Orbit's and Model Garden's per-loop dumps
     from official.core import task_factory, train_lib
+
+    from trainer import devices
     with strategy.scope():
         task = task_factory.get_task(params.task, logging_dir=model_dir)
+    gather_evaluations_across_workers(task, strategy)
     if initialize is not None:
         task.initialize = initialize
     running = []
@@ -273,8 +368,11 @@ def run(params, model_dir, mode, strategy, on_train=None, on_eval=None, log_dir=
     def evaluated(output):
         # Orbit saves its first checkpoint after the first loop, then every interval from there, so
         # an evaluation's step may have none: save it, so the step reported is a checkpoint kept
+        # (each worker asks its own checkpoint manager: a multi-worker save needs them all, at once)
         controller = running[0]
-        if mode != "eval" and controller.checkpoint_manager is not None and checkpoint_at(model_dir, step()) is None:
+        manager = controller.checkpoint_manager
+        if mode != "eval" and manager is not None and (
+                manager.latest_checkpoint is None or step_of(manager.latest_checkpoint) != step()):
             controller.save_checkpoint()
         on_eval(output, step())
 
@@ -282,7 +380,8 @@ def run(params, model_dir, mode, strategy, on_train=None, on_eval=None, log_dir=
     eval_actions = [evaluated] if on_eval else None
     _, logs = train_lib.run_experiment(
         distribution_strategy=strategy, task=task, mode=mode, params=params, model_dir=model_dir,
-        train_actions=train_actions, eval_actions=eval_actions, controller_cls=controller_class(log_dir, running))
+        train_actions=train_actions, eval_actions=eval_actions, controller_cls=controller_class(log_dir, running, model_dir,
+                                                                            devices.is_chief()))
     return logs
 
 

@@ -10,24 +10,47 @@ COLOURS = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30
 INK, GRID, PAPER = (40, 40, 40), (225, 225, 225), (255, 255, 255)
 
 
+def _nice_ticks(low, high, count=5, integer=False):
+    """About ``count`` round tick values covering [low, high]."""
+    span = (high - low) or 1.0
+    raw = span / max(count - 1, 1)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    if integer:
+        step = max(1, round(step))
+    first = math.ceil(low / step) * step
+    ticks, value = [], first
+    while value <= high + 1e-9 * span:
+        ticks.append(value)
+        value += step
+    return ticks
+
+
+def _tick_text(value):
+    return "%d" % value if float(value).is_integer() else "%.3g" % value
+
+
 class _Panel:
     """A rectangle of a figure with axes from (x0, y0) to (x1, y1) in data units."""
 
-    def __init__(self, draw, box, x_range, y_range, title, x_label, y_label):
+    def __init__(self, draw, box, x_range, y_range, title, x_label, y_label, integer_x=False):
         self.draw, self.box = draw, box
         (self.x0, self.x1), (self.y0, self.y1) = x_range, y_range
+        self.slots = 0
         left, top, right, bottom = box
         draw.rectangle(box, outline=INK)
         draw.text((left, top - 16), title, fill=INK)
-        for i in range(5):
-            fraction = i / 4
-            y = bottom - fraction * (bottom - top)
-            x = left + fraction * (right - left)
+        for value in _nice_ticks(self.y0, self.y1):
+            _, y = self.point(self.x0, value)
             draw.line((left, y, right, y), fill=GRID)
-            draw.text((left - 44, y - 6), "%.3g" % (self.y0 + fraction * (self.y1 - self.y0)), fill=INK)
-            draw.text((x - 12, bottom + 4), "%.4g" % (self.x0 + fraction * (self.x1 - self.x0)), fill=INK)
-        draw.text(((left + right) // 2 - 3 * len(x_label), bottom + 20), x_label, fill=INK)
+            draw.text((left - 8 - 6 * len(_tick_text(value)), y - 6), _tick_text(value), fill=INK)
+        for value in _nice_ticks(self.x0, self.x1, 6, integer_x):
+            x, _ = self.point(value, self.y0)
+            draw.line((x, bottom, x, bottom + 4), fill=INK)
+            draw.text((x - 3 * len(_tick_text(value)), bottom + 6), _tick_text(value), fill=INK)
+        draw.text(((left + right) // 2 - 3 * len(x_label), bottom + 22), x_label, fill=INK)
         draw.text((left - 44, top - 30), y_label, fill=INK)
+        draw.rectangle(box, outline=INK)
 
     def point(self, x, y):
         left, top, right, bottom = self.box
@@ -35,73 +58,141 @@ class _Panel:
         fy = (y - self.y0) / ((self.y1 - self.y0) or 1)
         return left + fx * (right - left), bottom - fy * (bottom - top)
 
-    def line(self, xs, ys, colour, label, slot):
+    def line(self, xs, ys, colour, label, dots=True):
         points = [self.point(x, y) for x, y in zip(xs, ys) if y is not None and math.isfinite(y)]
         if len(points) > 1:
             self.draw.line(points, fill=colour, width=2)
-        for x, y in points:
-            self.draw.ellipse((x - 2, y - 2, x + 2, y + 2), fill=colour)
+        if dots or len(points) == 1:
+            for x, y in points:
+                self.draw.ellipse((x - 2, y - 2, x + 2, y + 2), fill=colour)
+        self.legend(label, colour)
+
+    def legend(self, label, colour):
         left, top, right, _ = self.box
-        self.draw.line((right - 150, top + 12 + 14 * slot, right - 130, top + 12 + 14 * slot), fill=colour, width=3)
-        self.draw.text((right - 125, top + 5 + 14 * slot), label, fill=INK)
+        y = top + 12 + 14 * self.slots
+        self.draw.line((right - 230, y, right - 210, y), fill=colour, width=3)
+        self.draw.text((right - 205, y - 7), label, fill=INK)
+        self.slots += 1
+
+    def marker(self, x, label):
+        left, top, right, bottom = self.box
+        px, _ = self.point(x, self.y0)
+        for y in range(top, bottom, 8):
+            self.draw.line((px, y, px, min(y + 4, bottom)), fill=INK)
+        self.draw.text((min(px + 4, right - 6 * len(label)), top + 4), label, fill=INK)
 
 
-def learning_curve(history, path_or_file):
-    """AP and AP50, and the losses, against the step of each evaluation."""
+def learning_curve(history, path_or_file, best_metric="AP"):
+    """AP, AP50 and ARmax100, and the losses, against the step of each evaluation; the best
+    evaluation (by ``best_metric``) marked."""
     steps = [h["step"] for h in history]
     image = Image.new("RGB", (900, 700), PAPER)
     draw = ImageDraw.Draw(image)
     x_range = (min(steps + [0]), max(steps + [1]))
-    top = _Panel(draw, (80, 40, 860, 320), x_range, (0.0, 1.0), "COCO AP on the eval split", "step", "AP")
+    top = _Panel(draw, (80, 40, 860, 320), x_range, (0.0, 1.0), "COCO metrics on the eval split", "step", "value",
+                 integer_x=True)
     for slot, key in enumerate(("AP", "AP50", "ARmax100")):
-        top.line(steps, [h.get(key) for h in history], COLOURS[slot], key, slot)
+        top.line(steps, [h.get(key) for h in history], COLOURS[slot], key)
+    scored = [h for h in history if isinstance(h.get(best_metric), (int, float)) and math.isfinite(h[best_metric])]
+    if scored:
+        best = max(scored, key=lambda h: h[best_metric])
+        top.marker(best["step"], "best %s %.3f at step %d" % (best_metric, best[best_metric], best["step"]))
     keys = [k for k in ("train_loss", "total_loss", "cls_loss", "box_loss") if any(k in h for h in history)]
     values = [h[k] for h in history for k in keys if isinstance(h.get(k), (int, float)) and math.isfinite(h[k])]
-    bottom = _Panel(draw, (80, 400, 860, 640), x_range, (0.0, max(values + [1e-6]) * 1.05), "losses", "step", "loss")
+    bottom = _Panel(draw, (80, 400, 860, 640), x_range, (0.0, max(values + [1e-6]) * 1.05), "losses", "step", "loss",
+                    integer_x=True)
     for slot, key in enumerate(keys):
         label = "train loss" if key == "train_loss" else "eval " + key.replace("_", " ")
-        bottom.line(steps, [h.get(key) for h in history], COLOURS[slot + 3], label, slot)
+        bottom.line(steps, [h.get(key) for h in history], COLOURS[slot + 3], label)
     image.save(path_or_file, format="PNG")
 
 
-def precision_recall(curves, path_or_file, title="precision-recall at IoU 0.5, per class"):
-    """``curves``: {class name: (recall points, precision points)}."""
-    image = Image.new("RGB", (900, 620), PAPER)
+def precision_recall(curves, path_or_file, title="precision-recall at IoU 0.5, per class", ap=None, missing=()):
+    """``curves``: {class name: (recall points, precision points)}; ``ap``: {class name: AP} for the
+    legend; ``missing``: the classes with no box in the data, named below the plot."""
+    ap = ap or {}
+    image = Image.new("RGB", (900, 640), PAPER)
     draw = ImageDraw.Draw(image)
     panel = _Panel(draw, (80, 40, 860, 560), (0.0, 1.0), (0.0, 1.0), title, "recall", "precision")
     for slot, (name, (recall, precision)) in enumerate(sorted(curves.items())):
-        panel.line(recall, precision, COLOURS[slot % len(COLOURS)], name[:18], slot)
+        label = "%s (AP %.3f)" % (name[:20], ap[name]) if name in ap else name[:28]
+        panel.line(recall, precision, COLOURS[slot % len(COLOURS)], label, dots=False)
+    if missing:
+        text = "no box of these classes in the data, so no curve: " + ", ".join(missing)
+        draw.text((80, 600), text[:140], fill=INK)
     image.save(path_or_file, format="PNG")
 
 
-def draw_boxes(encoded, truth, predicted, names, thumb_width=320):
-    """The image with ground-truth boxes (thin, white-edged green) and predicted boxes (coloured by
-    class, with name and score). Boxes are [ymin, xmin, ymax, xmax] normalised."""
+def _dashed_rectangle(draw, box, width, dash=6):
+    """Ground truth: a dashed black-and-white outline, unlike any class colour."""
+    left, top, right, bottom = box
+    edges = [((left, top), (right, top)), ((right, top), (right, bottom)), ((right, bottom), (left, bottom)),
+             ((left, bottom), (left, top))]
+    for (x0, y0), (x1, y1) in edges:
+        length = max(abs(x1 - x0), abs(y1 - y0))
+        count = max(1, int(length // dash))
+        for i in range(count):
+            a, b = i / count, (i + 1) / count
+            segment = (x0 + (x1 - x0) * a, y0 + (y1 - y0) * a, x0 + (x1 - x0) * b, y0 + (y1 - y0) * b)
+            draw.line(segment, fill=(255, 255, 255) if i % 2 else (0, 0, 0), width=width)
+
+
+def draw_boxes(encoded, truth, predicted, names, thumb_width=320, caption=""):
+    """A tile: the image with ground-truth boxes (dashed black and white) and predicted boxes (solid,
+    coloured by class, with name and score), and a caption below. Boxes are [ymin, xmin, ymax, xmax]
+    normalised."""
     image = Image.open(io.BytesIO(encoded)).convert("RGB")
     width, height = image.size
+    scale = thumb_width / width
+    image = image.resize((thumb_width, max(1, round(height * scale))))
+    width, height = image.size
     draw = ImageDraw.Draw(image)
-    thick = max(2, width // 300)
     for (ymin, xmin, ymax, xmax), label in truth:
-        draw.rectangle((xmin * width, ymin * height, xmax * width, ymax * height), outline=(255, 255, 255), width=thick + 2)
-        draw.rectangle((xmin * width, ymin * height, xmax * width, ymax * height), outline=(0, 200, 0), width=thick)
+        _dashed_rectangle(draw, (xmin * width, ymin * height, xmax * width, ymax * height), 2)
     for (ymin, xmin, ymax, xmax), label, score in predicted:
-        colour = COLOURS[label % len(COLOURS)]
-        draw.rectangle((xmin * width, ymin * height, xmax * width, ymax * height), outline=colour, width=thick)
+        colour = class_colour(label)
+        draw.rectangle((xmin * width, ymin * height, xmax * width, ymax * height), outline=colour, width=2)
         text = "%s %.2f" % (names.get(label, label), score)
         left, top_, right, bottom = draw.textbbox((xmin * width, ymin * height), text)
         y = max(0, ymin * height - (bottom - top_) - 2)
         draw.rectangle((left, y, right + 2, y + bottom - top_ + 2), fill=colour)
         draw.text((xmin * width + 1, y), text, fill=(0, 0, 0))
-    return image.resize((thumb_width, max(1, round(height * thumb_width / width))))
+    tile = Image.new("RGB", (width, height + 30), PAPER)
+    tile.paste(image, (0, 0))
+    tile_draw = ImageDraw.Draw(tile)
+    for row, text in enumerate(str(caption).split("\n")[:2]):
+        tile_draw.text((2, height + 3 + 13 * row), text[:52], fill=INK)
+    return tile
 
 
-def contact_sheet(thumbs, path_or_file, columns=4):
+def class_colour(label):
+    return COLOURS[int(label) % len(COLOURS)]
+
+
+def contact_sheet(thumbs, path_or_file, columns=4, names=None, gap=10):
+    """Tiles in a grid with ``gap`` pixels between them, under a legend: the ground truth's outline
+    and each class's colour (``names``: {class id: name})."""
     if not thumbs:
         thumbs = [Image.new("RGB", (320, 40), PAPER)]
     width = max(t.size[0] for t in thumbs)
     cell = max(t.size[1] for t in thumbs)
+    columns = max(1, min(columns, len(thumbs)))
     rows = -(-len(thumbs) // columns)
-    sheet = Image.new("RGB", (columns * width, rows * cell), PAPER)
+    legend_height = 28
+    sheet_width = max(columns * (width + gap) + gap, 640)
+    sheet = Image.new("RGB", (sheet_width, legend_height + rows * (cell + gap) + gap), PAPER)
+    draw = ImageDraw.Draw(sheet)
+    _dashed_rectangle(draw, (gap, 8, gap + 28, 20), 2)
+    draw.text((gap + 34, 8), "ground truth", fill=INK)
+    x = gap + 130
+    draw.text((x, 8), "predictions, by class:", fill=INK)
+    x += 140
+    for label, name in sorted((names or {}).items()):
+        if x > sheet_width - 80:
+            break
+        draw.rectangle((x, 8, x + 12, 20), outline=class_colour(label), width=2)
+        draw.text((x + 16, 8), str(name)[:14], fill=INK)
+        x += 24 + 6 * len(str(name)[:14])
     for i, thumb in enumerate(thumbs):
-        sheet.paste(thumb, ((i % columns) * width, (i // columns) * cell))
+        sheet.paste(thumb, (gap + (i % columns) * (width + gap), legend_height + gap + (i // columns) * (cell + gap)))
     sheet.save(path_or_file, format="PNG")
