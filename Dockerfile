@@ -3,17 +3,25 @@
 # every cloud step: Vertex AI training jobs (`launcher train --image`) and the pipeline's components.
 #   gcloud builds submit --config cloudbuild.yaml --substitutions _IMAGE=REGION-docker.pkg.dev/P/REPO/synthdet:TAG
 #   docker build . -t REGION-docker.pkg.dev/PROJECT/REPO/synthdet:TAG
-# On a GPU machine Vertex AI mounts the NVIDIA driver; TensorFlow loads CUDA from the wheels.
+# On a GPU machine Vertex AI mounts the NVIDIA driver (see ENV below); TensorFlow loads CUDA from the wheels.
 # A smaller image for the converter and launcher alone (seed 003, phase 2): --build-arg EXTRAS=""
 #   docker run --rm -it -v ~/.config/gcloud:/root/.config/gcloud IMAGE
 # Credentials come from the machine (Vertex's service account) or the mounted gcloud folder; none
 # are baked into the image. tests/test_image.py resolves this install and checks its versions.
 FROM python:3.11-slim
 
+# Vertex AI (GKE's device plugin) mounts the NVIDIA driver at /usr/local/nvidia and does not put it on
+# the loader's path: TensorFlow opens libcuda.so.1 by name, so the image names the folder (as NVIDIA's
+# and TensorFlow's GPU images do). trainer/container.py holds the same list for --backend local, and
+# tests/test_image.py checks that the two agree and that the loader finds a driver mounted there.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    LD_LIBRARY_PATH=/usr/local/nvidia/lib64:/usr/local/nvidia/lib \
+    PATH=/usr/local/nvidia/bin:$PATH \
+    NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility
 
 # Optional: the gcloud CLI (for gsutil and gcloud ai-platform), with --build-arg WITH_GCLOUD=1.
 # Not version-pinned: Google's apt repository drops old gcloud releases, so a pin would break builds.

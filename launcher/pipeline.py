@@ -178,7 +178,8 @@ def run_locally(pipeline_root, arguments, image=DEFAULT_IMAGE, verbose=False):
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root, raise_on_error=True)
     watcher = StepWatcher(folder, console.say)
     try:
-        with console.quiet(log, verbose):
+        with console.quiet(verbose):
+            console.keep_log_at(log)
             watcher.start()
             try:
                 return build(image)(**arguments)

@@ -77,3 +77,48 @@ def test_the_cuda_wheels_are_the_ones_tensorflow_names_at_our_pins(resolved):
 def test_the_pipeline_sdk_is_in_the_image(resolved):
     """The pipeline's components run in this image with nothing installed at run time."""
     assert "kfp" in resolved and "apache-beam" in resolved and "croniter" in resolved
+
+
+def dockerfile_env():
+    """The Dockerfile's ENV, in order, as Docker reads ``ENV K=V \\`` continuation lines."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    env = {}
+    for line in text.splitlines():
+        if line.startswith("ENV "):
+            env.update(item.split("=", 1) for item in line[4:].split())
+    return env
+
+
+def test_the_local_backend_gives_replicas_the_images_own_environment():
+    from trainer import container
+    assert dockerfile_env() == container.IMAGE_ENV
+
+
+STUB_DRIVER = "int cuInit(unsigned int flags) { return 0; }\n"
+
+
+def test_the_image_environment_finds_a_driver_mounted_where_vertex_mounts_it(tmp_path):
+    """A stub libcuda.so.1 in a folder standing for Vertex's /usr/local/nvidia is found by the loader
+    under the Dockerfile's ENV, and not without it; the trainer's diagnosis says which."""
+    from trainer import container
+    mount = tmp_path / "usr-local-nvidia"
+    (mount / "lib64").mkdir(parents=True)
+    source = tmp_path / "stub.c"
+    source.write_text(STUB_DRIVER)
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(mount / "lib64" / "libcuda.so.1"), str(source)], check=True)
+    probe = ("import ctypes, sys\n"
+             "try:\n    ctypes.CDLL('libcuda.so.1')\nexcept OSError as e:\n    sys.exit('not found: %s' % e)\n"
+             "from trainer import container\nprint(container.driver_problem() or 'driver ok')\n")
+    bare = {k: v for k, v in __import__("os").environ.items() if k != "LD_LIBRARY_PATH"}
+    image = container.image_environment(bare, dockerfile_env(), mount=str(mount))
+    assert image["LD_LIBRARY_PATH"].startswith(str(mount / "lib64"))
+    assert image["PATH"].startswith(str(mount / "bin") + ":") and image["PATH"].endswith(bare["PATH"])
+    found = subprocess.run([sys.executable, "-c", probe], env=image, capture_output=True, text=True)
+    assert found.returncode == 0, found.stderr
+    assert "libcuda.so.1" not in found.stdout      # loadable: what is left is whether TensorFlow has CUDA
+    missing = subprocess.run([sys.executable, "-c", probe], env=bare, capture_output=True, text=True)
+    assert missing.returncode != 0 and "not found" in missing.stderr
+    diagnosis = subprocess.run([sys.executable, "-c", "from trainer import container; print(container.driver_problem())"],
+                               env=bare, capture_output=True, text=True)
+    assert "libcuda.so.1 (the NVIDIA driver) cannot be loaded" in diagnosis.stdout
+    assert "/usr/local/nvidia/lib64" in diagnosis.stdout

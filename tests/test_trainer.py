@@ -1,10 +1,11 @@
 """The trainer: TF Model Garden's RetinaNet trained, evaluated, exported and resumed on our records (CPU)."""
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from conftest import convert, read_records
 from tfproc import sample, split
@@ -20,10 +21,11 @@ SMALL = ["--backbone", "mobilenet", "--fpn-type", "fpn", "--train-batch-size", "
 EVERY_DETECTION = "{task: {model: {detection_generator: {pre_nms_score_threshold: 0.0}}}}"
 
 
-def trainer(*args):
-    from trainer.cli import main
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
+def trainer(*args, cwd=None):
+    """``python -m trainer ARGS`` as a user types it, from ``cwd``."""
+    done = subprocess.run([sys.executable, "-m", "trainer"] + [str(a) for a in args], cwd=cwd, capture_output=True,
+                          text=True, timeout=900)
+    return done.returncode, done.stdout, done.stderr
 
 
 @pytest.fixture(scope="module")
@@ -57,18 +59,27 @@ def progress_steps(err):
 
 
 def test_train_evaluate_predict_export_and_resume(converted, tmp_path):
-    model_dir = tmp_path / "m1"
+    """Every command as a user types it, from a working folder of its own with relative paths."""
+    os.symlink(converted, tmp_path / "data")
+    here = {"cwd": tmp_path}
+    model_dir = tmp_path / "runs" / "m1"
     # loops of 2 steps do not divide the evaluation interval of 3: Orbit shortens loops to land on
     # each evaluation, and every step reported must be the true one
-    code, out, err = trainer("train", "--dataset", converted, "--model-dir", model_dir, "--max-steps", 6,
-                             "--train-steps-per-eval", 3, *SMALL, "--params-override", EVERY_DETECTION)
+    code, out, err = trainer("train", "--dataset", "data", "--model-dir", "runs/m1", "--max-steps", 6,
+                             "--train-steps-per-eval", 3, *SMALL, "--params-override", EVERY_DETECTION, **here)
     assert code == 0, err
     assert progress_steps(err) == [2, 3, 5, 6], err
-    assert [int(line.split("evaluation at step ")[1].split(":")[0]) for line in err.splitlines()
+    assert [int(line.split("evaluation at step ")[1].split(" ")[0]) for line in err.splitlines()
             if "evaluation at step" in line] == [3, 6]
     assert "starting from scratch (random weights)" in err
+    assert len((out + err).splitlines()) < 40, out + err          # quiet: TensorFlow's chatter is in the log
+    assert "WARNING" not in err and "Traceback" not in err
+    log = (model_dir / "train.log").read_text()
+    assert "train | step:" in log and "training mobilenet" in log      # Orbit's lines and ours
+    assert "learning rate: linear warm-up from 0.01 to 0.001 over the first 1 steps" in err
     metrics = json.loads((model_dir / "metrics.json").read_text())
-    assert metrics["step"] == 6
+    eval_images = json.loads((tmp_path / "data" / "summary.json").read_text())["splits"]["eval"]["images"]
+    assert metrics["step"] == 6 and metrics["images"] == eval_images        # every eval image, once
     for key in ("AP", "AP50", "AP75", "APs", "APm", "ARmax1", "ARmax10", "ARmax100", "total_loss"):
         assert np.isfinite(metrics[key]), key
     assert metrics["APm"] >= 0            # pixel areas: medium objects exist (a fraction would make all small)
@@ -85,38 +96,41 @@ def test_train_evaluate_predict_export_and_resume(converted, tmp_path):
     params_yaml = (model_dir / "params.yaml").read_text()
     assert "num_classes: 6" in params_yaml     # our 5 classes and Model Garden's background
     assert len([n for n in os.listdir(model_dir) if n.endswith(".index")]) <= 3
+    converted, model_dir_arg = "data", "runs/m1"
 
-    code, out, err = trainer("evaluate", "--dataset", converted, "--model-dir", model_dir)
+    code, out, err = trainer("evaluate", "--dataset", converted, "--model-dir", model_dir_arg, **here)
     assert code == 0, err
     assert "ARmax100" in out and "cereal" in out
     (folder,) = os.listdir(model_dir / "eval")
-    assert folder.startswith(converted.parent.name + "_" + converted.name + "-eval-")
+    assert folder.startswith(os.path.basename(str(tmp_path)) + "_data-eval-")
     scored = json.loads((model_dir / "eval" / folder / "metrics.json").read_text())
     assert scored["step"] == 6 and set(scored["per_class_AP"]) <= set(sample.LABELS)
-    assert Image.open(model_dir / "eval" / folder / "pr_curves.png").size == (900, 620)
-    code, out, err = trainer("evaluate", "--dataset", converted, "--model-dir", model_dir, "--checkpoint", "best",
-                             "--output", tmp_path / "best_eval")
+    assert Image.open(model_dir / "eval" / folder / "pr_curves.png").size == (900, 640)
+    assert (model_dir / "eval" / folder / "evaluate.log").exists() and "creating index" not in out + err
+    code, out, err = trainer("evaluate", "--dataset", converted, "--model-dir", model_dir_arg, "--checkpoint", "best",
+                             "--output", "best_eval", **here)
     assert code == 0, err
     assert json.loads((tmp_path / "best_eval" / "metrics.json").read_text())["step"] == best["step"]
-    code, _, err = trainer("evaluate", "--dataset", converted, "--model-dir", model_dir, "--checkpoint", "1")
+    code, _, err = trainer("evaluate", "--dataset", converted, "--model-dir", model_dir_arg, "--checkpoint", "1", **here)
     assert code == 2 and "no checkpoint of step 1" in err
 
-    code, out, err = trainer("predict", "--dataset", converted, "--model-dir", model_dir, "--output",
-                             tmp_path / "pred", "--min-score", 0, "--max-images", 3)
+    code, out, err = trainer("predict", "--dataset", converted, "--model-dir", model_dir_arg, "--output",
+                             "pred", "--min-score", 0, "--max-images", 3, "--checkpoint", "best", **here)
     assert code == 0, err
     detections = json.loads((tmp_path / "pred" / "detections.json").read_text())
-    source_ids = {int(r["image/source_id"]) for r in read_records(str(converted / "eval" / "*.tfrecord"))}
+    source_ids = {int(r["image/source_id"]) for r in read_records(str(tmp_path / "data" / "eval" / "*.tfrecord"))}
     assert detections and {d["image_id"] for d in detections} <= source_ids
     for item in detections:
         x, y, w, h = item["bbox"]
         assert 0 <= x <= W and 0 <= y <= H and w >= 0 and h >= 0 and 1 <= item["category_id"] <= 5
-    assert Image.open(tmp_path / "pred" / "contact_sheet.png").size[0] == 4 * 320
+    assert Image.open(tmp_path / "pred" / "contact_sheet.png").size[0] == 3 * (320 + 10) + 10     # 3 tiles, gaps
 
-    code, out, err = trainer("export", "--model-dir", model_dir, "--checkpoint", "best")
+    code, out, err = trainer("export", "--model-dir", model_dir_arg, "--checkpoint", "best", **here)
+    assert "WARNING" not in out + err
     assert code == 0, err
     import tensorflow as tf
     loaded = tf.saved_model.load(str(model_dir / "export"))
-    (record,) = read_records(str(converted / "eval" / "*.tfrecord"))[:1]
+    (record,) = read_records(str(tmp_path / "data" / "eval" / "*.tfrecord"))[:1]
     image = tf.io.decode_png(record["image/encoded"], channels=3)
     bigger = tf.cast(tf.image.resize(image, [2 * H, 2 * W], method="nearest"), tf.uint8)
     small = loaded.signatures["serving_default"](inputs=image[tf.newaxis])
@@ -130,8 +144,8 @@ def test_train_evaluate_predict_export_and_resume(converted, tmp_path):
     assert np.allclose(small["detection_boxes"][0][:count], large["detection_boxes"][0][:count], atol=0.05)
 
     first_params = (model_dir / "params.yaml").read_text()
-    code, out, err = trainer("train", "--dataset", converted, "--model-dir", model_dir, "--max-steps", 8,
-                             "--train-steps-per-eval", 8, *SMALL, "--params-override", EVERY_DETECTION)
+    code, out, err = trainer("train", "--dataset", converted, "--model-dir", model_dir_arg, "--max-steps", 8,
+                             "--train-steps-per-eval", 8, *SMALL, "--params-override", EVERY_DETECTION, **here)
     assert code == 0, err
     assert "resuming from the checkpoint at step 6" in err and progress_steps(err)[-1] == 8
     assert json.loads((model_dir / "metrics.json").read_text())["step"] == 8
@@ -139,12 +153,13 @@ def test_train_evaluate_predict_export_and_resume(converted, tmp_path):
     assert (model_dir / "params.resumed-at-6.yaml").exists()
     assert [json.loads(line)["step"] for line in (model_dir / "metrics_history.jsonl").read_text().splitlines()] \
         == [3, 6, 8]
-    code, _, err = trainer("train", "--dataset", converted, "--model-dir", model_dir, "--max-steps", 8, *SMALL)
+    code, _, err = trainer("train", "--dataset", converted, "--model-dir", model_dir_arg, "--max-steps", 8, *SMALL,
+                           **here)
     assert code == 2 and "already trained to step 8" in err
 
     # a new training starts from this one's whole network
-    code, out, err = trainer("train", "--dataset", converted, "--model-dir", tmp_path / "m2", "--max-steps", 1,
-                             "--train-steps-per-eval", 1, "--init-from", model_dir, *SMALL)
+    code, out, err = trainer("train", "--dataset", converted, "--model-dir", "runs/m2", "--max-steps", 1,
+                             "--train-steps-per-eval", 1, "--init-from", model_dir_arg, *SMALL, **here)
     assert code == 0, err
     assert "starting from the whole network of %s (step 8)" % model_dir in err
 
@@ -245,6 +260,7 @@ def test_a_promised_gpu_that_is_not_there_stops_the_job_at_once(converted, tmp_p
     lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "Traceback" not in done.stderr
     assert "machine g2-standard-8 was promised 1 GPU(s) but TensorFlow sees 0 (devices: CPU:0)" in lines[0]
+    assert "Likely cause: libcuda.so.1 (the NVIDIA driver) cannot be loaded" in lines[0]
     assert took < 60 and not (tmp_path / "m").exists()
 
 

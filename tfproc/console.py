@@ -27,28 +27,25 @@ def say(line):
 
 
 @contextlib.contextmanager
-def quiet(log_path, verbose=False):
-    """Send everything written to fds 1 and 2 to ``log_path`` (appended; a gs:// path is written
-    locally and copied there at the end) unless ``verbose``. Yields the log's path."""
+def quiet(verbose=False):
+    """Send everything written to fds 1 and 2 to a log file, unless ``verbose``. The log starts in
+    the system's temporary folder and is dropped at the end, unless ``keep_log_at(path)`` gave it a
+    place (which a command does once it has checked its arguments and makes its output)."""
     global _terminal, _log
     if verbose or _terminal is not None:
-        yield log_path
+        yield
         return
-    remote = "://" in log_path
-    local_path = tempfile.mkstemp(prefix="synthdet-", suffix=".log")[1] if remote else log_path
-    if not remote:
-        os.makedirs(os.path.dirname(os.path.abspath(local_path)), exist_ok=True)
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     saved = {fd: os.dup(fd) for fd in (1, 2)}
-    log_fd = os.open(local_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    log_fd, _state["local"] = tempfile.mkstemp(prefix="synthdet-", suffix=".log")
+    _state["remote"] = None
     _terminal = os.fdopen(os.dup(saved[2]), "w", buffering=1, errors="replace")
     _log = os.fdopen(os.dup(log_fd), "a", buffering=1, errors="replace")
-    for fd in (1, 2):
-        os.dup2(log_fd, fd)
-    os.close(log_fd)
+    _point_output_at(log_fd)
+    temporary = _state["local"]
     try:
-        yield log_path
+        yield
     finally:
         for stream in (sys.stdout, sys.stderr):
             try:
@@ -61,19 +58,43 @@ def quiet(log_path, verbose=False):
         _terminal.close()
         _log.close()
         _terminal = _log = None
-        if remote:
-            _upload(local_path, log_path)
+        if _state["remote"]:
+            _upload(_state["local"], _state["remote"])
+        elif _state["local"] == temporary:
+            os.unlink(temporary)
 
 
-def _upload(local_path, remote_path):
-    try:
-        from tfproc import fsutil
-        with open(local_path, "rb") as f:
-            fsutil.write_atomically(remote_path, f.read())
-    except Exception as error:       # the log is a convenience: never fail a run for it
-        say("warning: could not copy the log to %s (%s); it is in %s" % (remote_path, error, local_path))
-        return
-    os.unlink(local_path)
+_state = {"local": None, "remote": None}
+
+
+def _point_output_at(fd):
+    for target in (1, 2):
+        os.dup2(fd, target)
+    os.close(fd)
+
+
+def keep_log_at(path):
+    """Keep the log of the current ``quiet()`` at ``path`` (appended to; a gs:// path is written
+    locally and copied there at the end), from now on and from its start. Returns ``path``."""
+    global _log
+    if _terminal is None:
+        return path
+    if "://" in path:
+        _state["remote"] = path
+        return path
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    _log.flush()
+    with open(_state["local"], "rb") as f:
+        os.write(fd, f.read())
+    os.unlink(_state["local"])
+    _state["local"] = path
+    _log.close()
+    _log = os.fdopen(os.dup(fd), "a", buffering=1, errors="replace")
+    _point_output_at(fd)
+    return path
 
 
 def stop_promptly(message="interrupted"):

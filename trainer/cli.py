@@ -143,16 +143,26 @@ def evaluate(dataset, model_dir, split, num_eval_images, output, checkpoint, ver
 
 def table(metrics):
     from trainer import engine
-    lines = ["%-10s %8s" % ("metric", "value")]
+    lines = ["%d images, checkpoint of step %s" % (metrics.get("images", 0), metrics.get("step", "?")),
+             "%-10s %8s" % ("metric", "value")]
+    missing = False
     for key in engine.COCO_KEYS:
         if key in metrics:
-            lines.append("%-10s %8.4f" % (key, metrics[key]))
+            missing = missing or metrics[key] < 0
+            lines.append("%-10s %8s" % (key, "n/a" if metrics[key] < 0 else "%.4f" % metrics[key]))
+    if missing:
+        lines.append("(n/a: no object of that size in the split)")
     per_class = metrics.get("per_class_AP") or {}
-    if per_class:
+    without = metrics.get("classes_without_eval_boxes") or []
+    if per_class or without:
         lines.append("")
         lines.append("%-30s %8s" % ("class", "AP"))
         for name in sorted(per_class):
             lines.append("%-30s %8.4f" % (name, per_class[name]))
+        for name in without:
+            lines.append("%-30s %8s" % (name, "no box"))
+        if without:
+            lines.append("(no box: the split holds no object of that class, so it has no AP)")
     return "\n".join(lines)
 
 

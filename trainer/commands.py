@@ -1,5 +1,7 @@
 """The trainer as plain functions: train, evaluate, export. ``python -m trainer`` and the pipeline's
 steps both call these; each failure a user can act on is a ``TrainerError`` with one line."""
+import contextlib
+import gc
 import os
 import time
 
@@ -36,17 +38,23 @@ def log_name(command):
     return "%s.log" % command if devices.is_chief() or machines == 1 else "%s-%s-%d.log" % (command, task_type, index)
 
 
-def quiet(folder, command, verbose):
-    """Framework output of ``command`` into FOLDER/<command>.log (console.quiet)."""
-    path = os.path.join(folder, log_name(command))
-    if "://" not in folder:
+@contextlib.contextmanager
+def quiet(verbose):
+    """Framework output into a log (console.quiet) that ``keep_log`` puts beside the output."""
+    with console.quiet(verbose):
         try:
-            os.makedirs(folder, exist_ok=True)
-            with open(path, "a"):
-                pass
-        except OSError as error:
-            raise TrainerError("cannot write %s: %s" % (path, error.strerror or error))
-    return console.quiet(path, verbose)
+            yield
+        finally:
+            gc.collect()    # TensorFlow warns of checkpoints it deletes: into the log, not at exit
+
+
+def keep_log(folder, command):
+    """FOLDER/<command>.log from now on (it holds what was written before, too); its path."""
+    path = os.path.join(folder, log_name(command))
+    try:
+        return console.keep_log_at(path)
+    except OSError as error:
+        raise TrainerError("cannot write %s: %s" % (path, error.strerror or error))
 
 
 def train(dataset, model_dir=None, backbone="resnet-50", init_checkpoint=None, init_from=None, strategy="auto",
@@ -66,17 +74,17 @@ def train(dataset, model_dir=None, backbone="resnet-50", init_checkpoint=None, i
     Returns the model dir.
     """
     model_dir = model_dir_or_default(model_dir)
-    with quiet(model_dir, "train", verbose) as log:
+    with quiet(verbose):
         try:
             return _train(absolute(dataset), model_dir, backbone, init_checkpoint, init_from, strategy, tpu,
                           num_classes, params_overrides, expect_accelerator, machine_type, best_metric,
-                          model_size, hyperparameters, log)
+                          model_size, hyperparameters)
         except (DatasetError, config.ConfigError, devices.AcceleratorMissing) as error:
             raise TrainerError(str(error)) from None
 
 
 def _train(dataset, model_dir, backbone, init_checkpoint, init_from, strategy, tpu, num_classes, params_overrides,
-           expect_accelerator, machine_type, best_metric, model_size, hyperparameters, log):
+           expect_accelerator, machine_type, best_metric, model_size, hyperparameters):
     try:
         promise = devices.parse_promise(expect_accelerator)
     except ValueError as error:
@@ -137,6 +145,7 @@ def _train(dataset, model_dir, backbone, init_checkpoint, init_from, strategy, t
                                % (model_dir, step))
         _say("resuming from the checkpoint at step %d in %s" % (step, model_dir))
     chief = devices.is_chief()
+    log = keep_log(model_dir, "train")
     try:
         distribution = engine.strategy_for(chosen, tpu)
     except (ValueError, RuntimeError) as error:     # e.g. no TPU where one was promised
@@ -289,7 +298,7 @@ def evaluate(dataset, model_dir=None, split="eval", num_eval_images=0, output=No
     OUTPUT/evaluate.log, and return the metrics."""
     model_dir, dataset = model_dir_or_default(model_dir), absolute(dataset)
     out_dir = absolute(output or default_eval_folder(model_dir, dataset, split))
-    with quiet(out_dir, "evaluate", verbose):
+    with quiet(verbose):
         try:
             return _evaluate(dataset, model_dir, split, num_eval_images, out_dir, checkpoint)
         except (DatasetError, config.ConfigError, FileNotFoundError) as error:
@@ -331,6 +340,7 @@ def _evaluate(dataset, model_dir, split, num_eval_images, output, which):
                                      "drop_remainder": False}, "init_checkpoint": None},
         "trainer": {"validation_steps": -(-count // batch)}}])
     out_dir = output
+    keep_log(out_dir, "evaluate")
     scratch = out_dir + "/.checkpoint"          # the eval mode scores the newest checkpoint of a folder
     tf.io.gfile.makedirs(scratch)
     with tf.io.gfile.GFile(scratch + "/checkpoint", "w") as f:
@@ -370,13 +380,15 @@ def export(model_dir=None, output=None, checkpoint="latest", verbose=False):
     its folder. TensorFlow's output goes to MODEL_DIR/export.log."""
     from trainer import engine
     model_dir = model_dir_or_default(model_dir)
-    with quiet(model_dir, "export", verbose):
+    with quiet(verbose):
         try:
             params = engine.load_params(model_dir)
         except FileNotFoundError as error:
             raise TrainerError(str(error)) from None
         out = absolute(output or os.path.join(model_dir, "export"))
-        return engine.export(params, chosen_checkpoint(model_dir, checkpoint), out)
+        chosen = chosen_checkpoint(model_dir, checkpoint)
+        keep_log(model_dir, "export")
+        return engine.export(params, chosen, out)
 
 
 def predict(dataset, model_dir=None, output=None, split="eval", max_images=50, min_score=0.3, checkpoint="latest",
@@ -387,7 +399,7 @@ def predict(dataset, model_dir=None, output=None, split="eval", max_images=50, m
     ``(detections, contact sheet path)``."""
     model_dir, dataset = model_dir_or_default(model_dir), absolute(dataset)
     out_dir = absolute(output or os.path.join(model_dir, "predictions"))
-    with quiet(out_dir, "predict", verbose):
+    with quiet(verbose):
         try:
             return _predict(dataset, model_dir, out_dir, split, max_images, min_score, checkpoint, sheet_images)
         except (DatasetError, config.ConfigError, FileNotFoundError) as error:
@@ -408,7 +420,7 @@ def _predict(dataset, model_dir, output, split, max_images, min_score, which, sh
     params = engine.normalised_outputs(engine.load_params(model_dir))
     detector = engine.detector(params, chosen_checkpoint(model_dir, which))
     out_dir = output
-    tf.io.gfile.makedirs(out_dir)
+    keep_log(out_dir, "predict")
     detections, thumbs = [], []
     with damaged_shards_named(data):
         for record in dataset_lib.records(data, split).take(max_images):

@@ -1,0 +1,84 @@
+"""README's first command and its quick path, run as written from a copy of the checkout."""
+import hashlib
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+MARKER = "<!-- quick path: tests/test_quickpath.py runs the next block as written -->"
+
+
+def quick_path_block():
+    text = (ROOT / "README.md").read_text()
+    assert MARKER in text, "README.md lost its quick path marker"
+    match = re.search(r"```bash\n(.*?)```", text[text.index(MARKER):], re.S)
+    return match.group(1)
+
+
+def first_command():
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"```bash\n(.*?)```", text, re.S).group(1)
+    return block.splitlines()[0].split("#")[0].strip()
+
+
+def copy_of_the_checkout(target):
+    """A copy of the checkout whose .venv is the tests' own (scripts/install.sh then finds it complete)."""
+    digest = hashlib.sha256((ROOT / "setup.py").read_bytes() + (ROOT / "trainer" / "requirements.py").read_bytes())
+    stamp = pathlib.Path(sys.prefix) / (".synthdet-installed-test-" + digest.hexdigest()[:16])
+    if not stamp.exists():
+        pytest.skip("run the suite through scripts/test.sh, which installs every extra into .venv (%s)" % stamp)
+    ignore = shutil.ignore_patterns(".venv", ".git", "sample", "runs", "__pycache__", "*.egg-info", ".pytest_cache",
+                                    "bench-data")
+    shutil.copytree(ROOT, target, ignore=ignore)
+    # the environment the tests run in, which scripts/test.sh installed with every extra
+    os.symlink(sys.prefix, target / ".venv")
+
+
+def test_the_readme_quick_path_runs_as_written(tmp_path):
+    work = tmp_path / "checkout"
+    copy_of_the_checkout(work)
+    assert first_command() == "bash scripts/run-sample.sh"
+    sample = subprocess.run(["bash", "-c", first_command()], cwd=work, capture_output=True, text=True, timeout=600,
+                            stdin=subprocess.DEVNULL)
+    assert sample.returncode == 0, sample.stdout + sample.stderr
+    began = time.monotonic()
+    done = subprocess.run(["bash", "-e", "-c", quick_path_block()], cwd=work, capture_output=True, text=True,
+                          timeout=900, stdin=subprocess.DEVNULL)
+    took = time.monotonic() - began
+    printed = done.stdout + done.stderr
+    assert done.returncode == 0, printed
+    print("the quick path took %.0f s" % took)
+    quick = work / "runs" / "quick"
+    assert json.loads((quick / "best" / "best.json").read_text())["metric"] == "AP"
+    (evaluation,) = (quick / "eval").iterdir()
+    metrics = json.loads((evaluation / "metrics.json").read_text())
+    summary = json.loads((work / "sample/urn:run_executions:sample/output/summary.json").read_text())
+    assert metrics["images"] == summary["splits"]["eval"]["images"]
+    assert (evaluation / "pr_curves.png").exists() and (evaluation / "evaluate.log").exists()
+    assert (quick / "predictions" / "contact_sheet.png").exists()
+    assert isinstance(json.loads((quick / "predictions" / "detections.json").read_text()), list)
+    assert (quick / "export" / "saved_model.pb").exists()
+    assert "train | step:" in (quick / "train.log").read_text()
+    for line in ("evaluation at step 40 on %d images" % metrics["images"], "SavedModel: ",
+                 "contact sheet: ", "trained to step 40"):
+        assert line in printed
+    assert "WARNING" not in printed and "Traceback" not in printed
+    assert len(printed.splitlines()) < 60, printed
+
+
+def test_run_sample_asks_before_deleting_a_folder_it_did_not_make(tmp_path):
+    work = tmp_path / "checkout"
+    copy_of_the_checkout(work)
+    (work / "sample").mkdir()
+    (work / "sample" / "mine.txt").write_text("a user's file")
+    done = subprocess.run(["bash", "scripts/run-sample.sh"], cwd=work, capture_output=True, text=True, timeout=600,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 1 and "was not made by this script" in done.stderr
+    assert (work / "sample" / "mine.txt").read_text() == "a user's file"
