@@ -26,7 +26,8 @@ from launcher import training, vertex
 from trainer import container
 from launcher.errors import LauncherError, UsageError
 
-POOL_TASK_TYPES = ("chief", "worker", "ps", "evaluator")     # TF_CONFIG's names for pools 0..3, as Vertex sets them
+POOL_TASK_TYPES = ("chief", "worker", "ps", "evaluator")
+GRACE_SECONDS = 10     # TF_CONFIG's names for pools 0..3, as Vertex sets them
 
 
 def jobs_root():
@@ -180,13 +181,21 @@ class LocalBackend(training.Backend):
                     log.flush()
                     on_line("[%s] %s" % (name, text))
 
-        cancelled = []
+        cancelled, stopping = [], []
 
-        def cancel(signum, frame):
-            cancelled.append(signum)
+        def stop_all():
+            """SIGTERM, then SIGKILL after the grace period, as Kubernetes stops a pod (under a
+            multi-worker strategy Model Garden takes SIGTERM as a preemption: it saves a checkpoint
+            and goes on)."""
+            if not stopping:
+                stopping.append(time.monotonic() + GRACE_SECONDS)
             for _, process, _ in replicas:
                 if process.poll() is None:
                     process.terminate()
+
+        def cancel(signum, frame):
+            cancelled.append(signum)
+            stop_all()
 
         previous = {sig: signal.signal(sig, cancel) for sig in (signal.SIGINT, signal.SIGTERM)} \
             if threading.current_thread() is threading.main_thread() else {}
@@ -212,9 +221,11 @@ class LocalBackend(training.Backend):
                 for name, process, _ in replicas:
                     if process.poll() not in (None, 0) and failed is None and not cancelled:
                         failed = (name, process.returncode)
-                        for _, other, _ in replicas:       # Vertex ends the job when a replica fails
-                            if other.poll() is None:
-                                other.terminate()
+                        stop_all()          # Vertex ends the job when a replica fails
+                if stopping and time.monotonic() > stopping[0]:
+                    for _, process, _ in replicas:
+                        if process.poll() is None:
+                            process.kill()
                 time.sleep(0.2)
             for name, process, reader in replicas:
                 reader.join(timeout=10)

@@ -139,8 +139,15 @@ def _train(dataset, model_dir, backbone, init_checkpoint, init_from, strategy, t
         initialize, starts_from = initializer_from(absolute(init_from), params)
 
     step = engine.latest_step(model_dir)
+    aip_model_dir = os.environ.get("AIP_MODEL_DIR")
     if step is not None:
         if step >= params.trainer.train_steps:
+            if aip_model_dir:       # a job run again after its training ended (a retry): export only
+                _say("%s is already trained to step %d; exporting it" % (model_dir, step))
+                if devices.is_chief():
+                    _say("exported the SavedModel to %s" % engine.export(params, latest_checkpoint(model_dir),
+                                                                        aip_model_dir))
+                return model_dir
             raise TrainerError("%s is already trained to step %d; pass a larger --max-steps to go on"
                                % (model_dir, step))
         _say("resuming from the checkpoint at step %d in %s" % (step, model_dir))
@@ -197,7 +204,6 @@ def _train(dataset, model_dir, backbone, init_checkpoint, init_from, strategy, t
         progress.stop()
     _say("trained to step %d in %s; checkpoints in %s" % (
         params.trainer.train_steps, engine.duration(time.time() - began), model_dir))
-    aip_model_dir = os.environ.get("AIP_MODEL_DIR")
     if chief and aip_model_dir and absolute(aip_model_dir) != model_dir:
         _say("exported the SavedModel to %s" % engine.export(params, latest_checkpoint(model_dir), aip_model_dir))
     return model_dir

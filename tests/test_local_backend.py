@@ -1,0 +1,165 @@
+"""``launcher train --backend local``: the Vertex job body run here, every replica a process with the
+environment Vertex gives it, the commands typed from a working folder with relative paths."""
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import convert
+from tfproc import sample
+
+SMALL = ["--backbone", "mobilenet", "--fpn-type", "fpn", "--model-size", "small", "--train-batch-size", "4",
+         "--image-size", "128,128"]
+EVERY_DETECTION = "{task: {model: {detection_generator: {pre_nms_score_threshold: 0.0}}}}"
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    base = tmp_path_factory.mktemp("local")
+    sample.make_run(str(base / "run"), app_params=2, instances=2, frames=6, width=128, height=96, seed=3)
+    assert convert("--source", base / "run", "--eval-pct", 30, "--output", base / "data") == 0
+    return base
+
+
+def environment(work):
+    env = dict(os.environ, SYNTHDET_LOCAL_JOBS=str(work / "jobs"))
+    env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
+    return env
+
+
+def command(module, *args, work, timeout=900):
+    done = subprocess.run([sys.executable, "-m", module] + [str(a) for a in args], cwd=work, capture_output=True,
+                          text=True, timeout=timeout, env=environment(work), stdin=subprocess.DEVNULL)
+    return done.returncode, done.stdout, done.stderr
+
+
+def eval_images(work):
+    return json.loads((work / "data" / "summary.json").read_text())["splits"]["eval"]["images"]
+
+
+def test_a_chief_and_a_worker_train_evaluate_every_image_once_and_export_once(work):
+    code, out, err = command("launcher", "train", "--backend", "local", "--accelerator", "cpu", "--replicas", 2,
+                             "--dataset", "data", "--job-dir", "runs/mw", "--job-id", "mw_1", "--max-steps", 6,
+                             "--train-steps-per-eval", 3, *SMALL, "--params-override", EVERY_DETECTION, work=work)
+    assert code == 0, out + err
+    assert "local job mw_1: SUCCEEDED" in out
+    for replica in ("workerpool0-0", "workerpool1-0"):
+        assert "[%s] strategy multi_worker_mirrored with 2 replica(s)" % replica in out
+        assert "[%s] evaluation at step 6 on %d images" % (replica, eval_images(work)) in out
+    assert out.count("exported the SavedModel") == 1 and "[workerpool0-0] exported" in out
+    checkpoints = work / "runs" / "mw" / "checkpoints"            # AIP_CHECKPOINT_DIR
+    metrics = json.loads((checkpoints / "metrics.json").read_text())
+    assert metrics["step"] == 6 and metrics["images"] == eval_images(work)
+    assert [json.loads(line)["step"] for line in (checkpoints / "metrics_history.jsonl").read_text().splitlines()] \
+        == [3, 6]
+    assert (work / "runs" / "mw" / "model" / "saved_model.pb").exists()          # AIP_MODEL_DIR
+    assert (checkpoints / "train.log").exists() and (checkpoints / "train-worker-0.log").exists()
+    for folder in ("train", "validation"):                        # AIP_TENSORBOARD_LOG_DIR: one writer, the chief's
+        assert len(glob.glob(str(work / "runs" / "mw" / "logs" / folder / "events.*"))) == 1
+
+    # the same checkpoint scored by one process: the same images, the same AP
+    code, out, err = command("trainer", "evaluate", "--dataset", "data", "--model-dir", "runs/mw/checkpoints",
+                             "--output", "single", work=work)
+    assert code == 0, err
+    single = json.loads((work / "single" / "metrics.json").read_text())
+    assert single["step"] == 6 and single["images"] == metrics["images"]
+    print("multi-worker AP %.6f, single-worker AP %.6f" % (metrics["AP"], single["AP"]))
+    assert abs(single["AP"] - metrics["AP"]) < 1e-4 and abs(single["AP50"] - metrics["AP50"]) < 1e-4
+
+    code, out, _ = command("launcher", "status", "mw_1", "--backend", "local", work=work)
+    assert code == 0 and "job mw_1: SUCCEEDED" in out
+    code, out, _ = command("launcher", "logs", "mw_1", "--backend", "local", work=work)
+    assert code == 0 and "[workerpool1-0] training mobilenet" in out
+    code, out, _ = command("launcher", "list", "--backend", "local", work=work)
+    assert code == 0 and out.split()[0] == "mw_1"
+
+    # submitted again: re-attached, nothing trains; after a failure: a new attempt, which resumes
+    code, out, err = command("launcher", "train", "--backend", "local", "--accelerator", "cpu", "--replicas", 2,
+                             "--dataset", "data", "--job-dir", "runs/mw", "--job-id", "mw_1", "--max-steps", 6,
+                             "--train-steps-per-eval", 3, *SMALL, "--params-override", EVERY_DETECTION, work=work)
+    assert code == 0 and "local job mw_1: SUCCEEDED" in out and "[workerpool" not in out
+    record_path = work / "jobs" / "mw_1" / "job.json"
+    record = json.loads(record_path.read_text())
+    record.update(state="FAILED", error="the machine was preempted")
+    record_path.write_text(json.dumps(record))
+    code, out, err = command("launcher", "train", "--backend", "local", "--accelerator", "cpu", "--replicas", 2,
+                             "--dataset", "data", "--job-dir", "runs/mw", "--job-id", "mw_1", "--max-steps", 6,
+                             "--train-steps-per-eval", 3, *SMALL, "--params-override", EVERY_DETECTION, work=work)
+    assert code == 0, out + err
+    assert "job mw_1 ended FAILED (the machine was preempted); started attempt mw_1_attempt2" in out
+    assert "already trained to step 6; exporting it" in out and "local job mw_1_attempt2: SUCCEEDED" in out
+
+
+def test_a_replica_gets_the_environment_vertex_gives_a_container():
+    from launcher import local
+    from trainer import container
+    body = {"displayName": "j", "jobSpec": {"baseOutputDirectory": {"outputUriPrefix": "gs://b/job"},
+                                            "workerPoolSpecs": [{"replicaCount": "1"}, {"replicaCount": "2"}]}}
+    replicas = local.replica_environments(body, {"PATH": "/usr/bin", "HOME": "/root"})
+    assert [name for name, *_ in replicas] == ["workerpool0-0", "workerpool1-0", "workerpool1-1"]
+    name, pool, index, env = replicas[2]
+    tf_config = json.loads(env["TF_CONFIG"])
+    assert tf_config["task"] == {"type": "worker", "index": 1} and len(tf_config["cluster"]["worker"]) == 2
+    assert tf_config["cluster"]["chief"][0].startswith("127.0.0.1:")
+    ports = tf_config["cluster"]["chief"] + tf_config["cluster"]["worker"]
+    assert len(set(ports)) == 3
+    cluster_spec = json.loads(env["CLUSTER_SPEC"])
+    assert cluster_spec["task"] == {"type": "workerpool1", "index": 1}
+    assert cluster_spec["cluster"]["workerpool1"] == tf_config["cluster"]["worker"]
+    assert (env["AIP_MODEL_DIR"], env["AIP_CHECKPOINT_DIR"], env["AIP_TENSORBOARD_LOG_DIR"]) == \
+        ("gs://b/job/model/", "gs://b/job/checkpoints/", "gs://b/job/logs/")
+    assert env["LD_LIBRARY_PATH"] == container.IMAGE_ENV["LD_LIBRARY_PATH"]
+    assert env["PATH"] == "/usr/local/nvidia/bin:/usr/bin" and env["HOME"] == "/root"
+
+
+def test_a_gpu_promised_to_this_machine_fails_the_job_as_on_vertex(work):
+    began = time.monotonic()
+    code, out, err = command("launcher", "train", "--backend", "local", "--accelerator", "gpu", "--dataset", "data",
+                             "--job-dir", "runs/gpu", "--job-id", "gpu_1", *SMALL, work=work)
+    assert code == 1 and "local job gpu_1: FAILED" in out
+    assert "promised 1 GPU(s) but TensorFlow sees 0" in out and "Likely cause: libcuda.so.1" in out
+    assert "error: job gpu_1 ended FAILED" in err and time.monotonic() - began < 120
+
+
+def test_ctrl_c_cancels_every_replica(work):
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "launcher", "train", "--backend", "local", "--accelerator", "cpu", "--replicas", "2",
+         "--dataset", "data", "--job-dir", "runs/cancel", "--job-id", "cancel_1", "--max-steps", "100000", *SMALL],
+        cwd=work, env=environment(work), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started = time.monotonic()
+    for line in launcher.stdout:
+        if "] training mobilenet" in line or time.monotonic() - started > 300:
+            break
+    launcher.send_signal(signal.SIGINT)
+    began = time.monotonic()
+    out, err = launcher.communicate(timeout=60)
+    assert launcher.returncode == 1 and time.monotonic() - began < 20, err
+    assert "local job cancel_1: CANCELLED" in out
+    record = json.loads((work / "jobs" / "cancel_1" / "job.json").read_text())
+    assert record["state"] == "CANCELLED" and all(code != 0 for code in record["exitCodes"].values())
+
+
+def test_ctrl_c_stops_a_training_within_seconds_leaving_a_whole_checkpoint(work):
+    trainer = subprocess.Popen(
+        [sys.executable, "-m", "trainer", "train", "--dataset", "data", "--model-dir", "runs/stop", "--max-steps",
+         "100000", "--train-steps-per-eval", "100000", *SMALL, "--params-override", "{trainer: {steps_per_loop: 2, "
+         "checkpoint_interval: 2}}"], cwd=work, env=environment(work), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    steps = 0
+    for line in trainer.stderr:
+        steps += "] step " in line
+        if steps == 2:           # the checkpoint of the first loop is written after its line
+            break
+    trainer.send_signal(signal.SIGINT)
+    began = time.monotonic()
+    _, err = trainer.communicate(timeout=60)
+    assert trainer.returncode == 130 and time.monotonic() - began < 5, err
+    assert "interrupted: the newest whole checkpoint stays" in err
+    import tensorflow as tf
+    latest = tf.train.latest_checkpoint(str(work / "runs" / "stop"))
+    assert latest and tf.train.load_variable(latest, "global_step/.ATTRIBUTES/VARIABLE_VALUE") >= 2
