@@ -509,8 +509,10 @@ def _check_run_id(run_id):
 
 def require_extra(module, extra):
     """One line, exit 2, when an optional part of the project is not installed."""
-    import importlib.util
-    if importlib.util.find_spec(module) is None:
+    import importlib
+    try:
+        importlib.import_module(module)
+    except ImportError:
         raise UsageError('this needs the "%s" extra (%s is not installed): pip install -e ".[%s]"'
                          % (extra, module, extra))
 

@@ -355,3 +355,93 @@ def test_ml_v1_refusal_names_the_vertex_backend(google, dataset):
     code, _, err = run("train", "--backend", "ml", "--project", PROJECT, "--dataset", dataset, "--job-dir", job_dir("old"),
                        "--job-id", "old_1")
     assert code == 1 and "has been shut down" in err and "--backend vertex" in err
+
+
+def test_a_job_that_ended_failed_or_cancelled_is_tried_again_under_a_derived_id(fake_vertex, google, dataset):
+    assert vertex_train(dataset, "vtx_f")[0] == 0
+    fake_vertex.jobs["1000"]["state"] = "JOB_STATE_FAILED"
+    fake_vertex.jobs["1000"]["error"] = {"message": "out of stock"}
+    code, out, err = vertex_train(dataset, "vtx_f")
+    assert code == 0, err
+    assert "job vtx_f ended FAILED (out of stock); started attempt vtx_f_attempt2" in out
+    creates = google.calls("POST", JOBS)
+    assert [c["body"]["displayName"] for c in creates] == ["vtx_f", "vtx_f_attempt2"]
+    assert creates[1]["body"]["labels"]["synthdet_job_id"] == "vtx_f_attempt2"
+    assert creates[1]["body"]["jobSpec"] == creates[0]["body"]["jobSpec"]     # resumes from the same job dir
+    fake_vertex.jobs["1001"]["state"] = "JOB_STATE_SUCCEEDED"
+    code, out, _ = vertex_train(dataset, "vtx_f")
+    assert code == 0 and "already submitted, not started again: Vertex job vtx_f_attempt2" in out
+    assert len(google.calls("POST", JOBS)) == 2
+    fake_vertex.jobs["1001"]["state"] = "JOB_STATE_CANCELLED"
+    code, out, _ = vertex_train(dataset, "vtx_f")
+    assert code == 0 and "started attempt vtx_f_attempt3" in out and len(google.calls("POST", JOBS)) == 3
+
+
+def test_the_pipelines_train_step_records_its_attempts(fake_vertex, google, dataset, monkeypatch, tmp_path):
+    from launcher import steps
+    monkeypatch.setattr(steps.time, "sleep", lambda seconds: None)
+    import launcher.training
+    monkeypatch.setattr(launcher.training.time, "sleep", lambda seconds: None)
+    run_dir = job_dir("piperun")
+    def fails(request):             # every job this test starts runs out of stock
+        job = fake_vertex.jobs[request["match"].group(1)]
+        job["state"] = "JOB_STATE_FAILED"
+        return 200, job
+    google.route("GET", JOBS + r"/(\d+)", fails)
+    for _ in range(2):
+        with pytest.raises(steps.StepFailed, match="ended FAILED"):
+            steps.train_on_vertex(dataset, run_dir + "/candidate", {"max_steps": 9, "backbone": "mobilenet"},
+                                  PROJECT, "us-central1", IMAGE, job_id="piperun_train")
+    from tfproc import fsutil
+    attempts = fsutil.read_json(run_dir + "/steps/candidate-attempts.json")["attempts"]
+    assert [a["job"] for a in attempts] == ["piperun_train", "piperun_train_attempt2"]
+
+
+def test_a_dry_run_needs_no_account(monkeypatch, tmp_path, dataset):
+    """No credentials and no project: the request is printed, with the checks that could not be made."""
+    from conftest import convert
+    from tfproc import sample
+    sample.make_run(str(tmp_path / "run"), app_params=1, instances=1, frames=4, width=64, height=48, seed=2)
+    assert convert("--source", tmp_path / "run", "--eval-pct", 50, "--output", tmp_path / "out") == 0
+    for name in ("GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT", "STORAGE_EMULATOR_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    monkeypatch.setenv("NO_GCE_CHECK", "true")
+    code, out, err = run("train", "--image", IMAGE, "--dataset", "gs://b/out", "--job-dir", "gs://b/model",
+                         "--job-id", "look", "--dry-run")
+    assert code == 0, err
+    body = json.loads(out[out.index("{"):out.index("\nThe same with gcloud")])
+    assert body["displayName"] == "look" and "projects/PROJECT/locations/us-central1/customJobs" in out
+    assert "not checked: no Google credentials: gs://b/out/summary.json was not read" in out
+    assert "not checked: no Google credentials: whether gs://b/model already holds files was not checked" in out
+    code, out, err = run("train", "--image", IMAGE, "--dataset", tmp_path / "out", "--job-dir", "gs://b/model",
+                         "--job-id", "look", "--dry-run", "--num-eval-images", 99)
+    assert code == 2 and "more than the" in err          # the local dataset was read for the checks
+    code, out, err = run("train", "--image", IMAGE, "--dataset", tmp_path / "out", "--job-dir", "gs://b/model",
+                         "--job-id", "look", "--dry-run")
+    assert code == 0, err
+    assert "it was read from disk here, but a Vertex job reads only gs://" in out
+    code, _, err = run("train", "--image", IMAGE, "--dataset", "gs://b/out", "--job-dir", "gs://b/model",
+                       "--job-id", "look")
+    assert code == 2 and "pass --project" in err
+
+
+def test_a_command_whose_extra_is_missing_says_which(tmp_path):
+    import subprocess
+    import sys
+    blocked = ("import sys; sys.modules['kfp'] = None; sys.argv = ['launcher', 'pipeline', 'compile', '--output', "
+               "'p.yaml']; from launcher.cli import main; main()")
+    done = subprocess.run([sys.executable, "-c", blocked], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert 'this needs the "pipeline" extra (kfp is not installed): pip install -e ".[pipeline]"' in done.stderr
+    blocked = ("import sys; sys.modules['official'] = None; sys.argv = ['trainer', 'export', '--model-dir', 'm']; "
+               "from trainer.cli import main; main()")
+    done = subprocess.run([sys.executable, "-c", blocked], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 2 and 'the trainer needs the "train" extra' in done.stderr
+
+
+@pytest.mark.parametrize("run_id", ["Synthdet_Run", "x y", "a" * 128, ""])
+def test_pipeline_run_ids_are_checked_against_vertexs_rule(google, run_id):
+    code, _, err = run("pipeline", "run", "--project", PROJECT, "--pipeline-root", "gs://b/p", "--source", "gs://b/r",
+                       "--run-id", run_id, "--dry-run")
+    assert code == 2 and "not a valid pipeline run id" in err and not google.calls(path_pattern=r"/v1/.*")

@@ -23,7 +23,11 @@ def _guarded(command):
     def wrapper(*args, **kwargs):
         import importlib.util
         for module in ("tensorflow", "official"):
-            if importlib.util.find_spec(module) is None:
+            try:
+                missing = importlib.util.find_spec(module) is None
+            except ValueError:          # sys.modules[module] is None: blocked
+                missing = True
+            if missing:
                 raise UserError('the trainer needs the "train" extra (%s is not installed): pip install -e ".[train]"'
                                 % module)
         from trainer.commands import TrainerError
