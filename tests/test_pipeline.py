@@ -76,11 +76,20 @@ def test_the_same_chain_twice_into_one_work_dir_keeps_each_run_and_the_productio
     sample.make_run(str(source), app_params=2, instances=2, frames=6, width=128, height=96, seed=9)
     work, production = tmp_path / "work", tmp_path / "production"
 
-    # first run: no production model yet, --promote auto makes the candidate production
-    code, out, err = run("pipeline", "run", "--local", "--source", source, "--work-dir", work,
-                         "--production-dir", production, "--promote", "auto", "--run-id", "night-1", *SMALL)
-    assert code == 0, err
-    assert "promoted the candidate" in out
+    # first run, typed from a working folder with relative paths: no production model yet, --promote
+    # auto makes the candidate production
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-m", "launcher", "pipeline", "run", "--local", "--source", "run",
+                           "--work-dir", "work", "--production-dir", "production", "--promote", "auto", "--run-id",
+                           "night-1"] + [str(a) for a in SMALL], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "promoted the candidate" in done.stdout
+    printed = (done.stdout + done.stderr).splitlines()
+    assert len(printed) < 30, printed                     # a line per step and its result
+    for step in STEPS:
+        assert any(line.endswith("%s succeeded" % step.ljust(9)) for line in printed), (step, printed)
     first = work / "runs" / "night-1"
     pointer = json.loads((production / "production.json").read_text())
     assert pointer["current"]["name"] == "night-1" and pointer["previous"] is None
@@ -92,6 +101,8 @@ def test_the_same_chain_twice_into_one_work_dir_keeps_each_run_and_the_productio
     evaluated = json.loads((first / "candidate" / "eval_synthetic" / "metrics.json").read_text())
     assert evaluated["step"] == 4 and "AP" in evaluated
     assert {json.loads(p.read_text())["state"] for p in (first / "steps").iterdir()} == {"succeeded"}
+    log = (first / "pipeline.log").read_text()        # KFP's and the steps' own output, kept out of sight
+    assert "train     succeeded" in log and "finished with status" in log
 
     # second run into the same work dir: its own folder; fine-tuned on real photos (seed 002), then
     # compared with the first run's model
