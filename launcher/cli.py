@@ -351,6 +351,16 @@ def pipeline():
     """
 
 
+def _check_metric(ctx, param, value):
+    """``synthetic.AP``, ``real.AP50``, ...: a split and a COCO metric."""
+    from trainer import engine
+    where, _, key = (value or "").partition(".")
+    if value and (where not in ("synthetic", "real") or key not in engine.COCO_KEYS):
+        raise click.BadParameter("takes synthetic.KEY or real.KEY with KEY one of %s, got %r"
+                                 % (", ".join(engine.COCO_KEYS), value))
+    return value
+
+
 def _pipeline_parameter_options(command):
     options = [
         click.option("--source", default="", help="a run or dataset folder (skips the transfer)"),
@@ -359,28 +369,37 @@ def _pipeline_parameter_options(command):
         click.option("--bucket", default=""),
         click.option("--usim-token-secret", default="", metavar="projects/P/secrets/S[/versions/V]",
                      help="the Unity Simulation token in Secret Manager (cloud runs; locally the usual places)"),
-        click.option("--eval-pct", default=20.0, show_default=True, type=float),
+        click.option("--eval-pct", default=20.0, show_default=True, type=click.FloatRange(0, 100)),
         click.option("--real-dataset", default="", help="real photos converted by real_data_loader.py (seed 002)"),
         click.option("--finetune-dataset", default="", help="real photos converted with the synthetic label map: "
                                                             "fine-tune the candidate on them, then evaluate that"),
-        click.option("--finetune-steps", default=2000, show_default=True, type=int, help="steps of the fine-tuning"),
+        click.option("--finetune-steps", default=2000, show_default=True, type=click.IntRange(min=1),
+                     help="steps of the fine-tuning"),
         click.option("--production-dir", default="", help="where production models live (default: WORK_DIR/production)"),
         click.option("--promote", "promote_mode", type=click.Choice(["manual", "auto"]), default="manual", show_default=True,
                      help="manual: a report and the command that promotes; auto: promote a better candidate"),
-        click.option("--metric", default="", help="what decides, e.g. real.AP (default: real.AP with --real-dataset, else synthetic.AP)"),
-        click.option("--backbone", default="resnet-50", show_default=True),
+        click.option("--metric", default="", callback=_check_metric, help="what decides, e.g. real.AP (default: real.AP with --real-dataset, else synthetic.AP)"),
+        click.option("--backbone", default="resnet-50", show_default=True,
+                     type=click.Choice(["resnet-50", "resnet-18", "mobilenet"])),
         click.option("--init-checkpoint", default="", help="where the backbone starts (default: imagenet on Vertex "
                                                            "for resnet-50, none locally)"),
         click.option("--params-override", default="", help="for the trainer (YAML or JSON)"),
         click.option("--beam-arg", "beam_args", multiple=True, help="an option for main.py / Beam, e.g. --runner=DataflowRunner (repeatable)"),
-        click.option("--accelerator", default="gpu", show_default=True, help="Vertex training machines"),
+        click.option("--accelerator", default="gpu", show_default=True, type=click.Choice(["gpu", "a100", "cpu"]),
+                     help="Vertex training machines"),
     ]
     for name, default in jobspec.HYPERPARAMETERS.items():
         if name == "image_size":
             options.append(click.option("--image-size", default="", help="default: the dataset's most common resolution"))
         elif name == "num_eval_images":
-            options.append(click.option("--num-eval-images", default=0, show_default=True, type=int,
+            options.append(click.option("--num-eval-images", default=0, show_default=True, type=click.IntRange(min=0),
                                         help="0: the seed's 200, or all the eval images if fewer"))
+        elif name == "warmup_steps":
+            options.append(click.option("--warmup-steps", default=0, show_default=True, type=click.IntRange(min=0),
+                                        help="0: the trainer's (the seed's 500, or a tenth of --max-steps if fewer)"))
+        elif name in ("max_steps", "train_batch_size", "train_steps_per_eval"):
+            options.append(click.option("--" + name.replace("_", "-"), name, default=default, show_default=True,
+                                        type=click.IntRange(min=1)))
         else:
             options.append(click.option("--" + name.replace("_", "-"), name, default=default, show_default=True,
                                         type=type(default)))
@@ -404,7 +423,9 @@ def _arguments(kw, work_dir, backend, project, region, image, run_name=""):
     if values["params_override"]:
         from trainer import config as trainer_config
         try:
-            values["params_override"] = json.dumps(trainer_config.parse_override(values["params_override"]))
+            parsed = trainer_config.parse_override(values["params_override"])
+            trainer_config.check_overrides([parsed])
+            values["params_override"] = json.dumps(parsed)
         except trainer_config.ConfigError as error:
             raise LauncherError(str(error), exit_code=2)
     return values
@@ -635,7 +656,7 @@ def pipeline_promote(candidate, production, run_name, rollback):
             return
         if not candidate:
             raise LauncherError("pass --candidate (or --rollback)", exit_code=2)
-        name = run_name or os.path.basename(os.path.dirname(candidate.rstrip("/"))) or "manual"
+        name = run_name or production_lib.default_version_name(candidate)
         pointer, changed = production_lib.promote(candidate, production, name)
     except production_lib.PromotionError as error:
         raise LauncherError(str(error))

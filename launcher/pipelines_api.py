@@ -50,6 +50,11 @@ def check_cron(cron):
     if len(text.split()) != 5 or not croniter.is_valid(text):
         raise UsageError('--schedule must be a cron expression of 5 fields (minute hour day month weekday), e.g. '
                          '"0 3 1,15 * *" or "CRON_TZ=Europe/Paris 0 3 * * MON", got %r' % cron)
+    import datetime
+    try:
+        croniter(text, datetime.datetime(2026, 1, 1)).get_next(datetime.datetime)
+    except Exception:       # croniter's CroniterBadDateError: no such date in years
+        raise UsageError("--schedule %r never fires (no such date, e.g. 30 February)" % cron)
     return cron.strip()
 
 

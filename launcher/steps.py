@@ -6,6 +6,7 @@ project's image on Vertex AI Pipelines, or in this environment with ``pipeline r
 path of a run lies under its own folder, ``WORK_DIR/runs/<run>/``.
 """
 import json
+import math
 import os
 import re
 import signal
@@ -114,8 +115,8 @@ def unity_token(secret=""):
     from launcher import usim
     if not secret:
         return usim.resolve_token(None)
-    from launcher import secrets
-    return secrets.access(secret)
+    from launcher import secrets, usim
+    return usim.well_formed(secrets.access(secret))
 
 
 def transfer(source, run_definition_id="", run_execution_id="", bucket="", folder="", token_secret=""):
@@ -156,6 +157,13 @@ def convert(source, output, eval_pct=20.0, beam_args=()):
     from tfproc import pipeline as tfproc_pipeline
     if fsutil.is_file(fsutil.join(output, tfproc_pipeline.SUMMARY)) and not [
             rel for rel in fsutil.list_tree(output) if rel.endswith("/" + output_lib.COMMITTED)]:
+        summary = fsutil.read_json(fsutil.join(output, tfproc_pipeline.SUMMARY))
+        asked = {"source": source.rstrip("/"), "eval_pct": float(eval_pct)}
+        found = {"source": str(summary.get("source", "")).rstrip("/"), "eval_pct": float(summary.get("eval_pct", -1))}
+        if found != asked:
+            raise StepFailed("%s was converted from %s with --eval-pct %g; this run asks for %s with %g. Use another "
+                             "--run-id for other data" % (output, found["source"], found["eval_pct"], asked["source"],
+                                                          asked["eval_pct"]))
         return output
     try:
         cli.convert(source, eval_pct, output, overwrite=True, beam_args=beam_args)
@@ -177,11 +185,34 @@ def train(dataset, model_dir, options=None):
     from trainer import commands, config
     options = dict(options or {})
     if trained_to(model_dir, options.get("max_steps") or config.HYPERPARAMETERS["max_steps"]):
+        check_trained_as_asked(model_dir, options)
         return model_dir
     try:
         return commands.train(dataset, model_dir, **options)
     except commands.TrainerError as error:
         raise StepFailed("training on %s failed: %s" % (dataset, error))
+
+
+def check_trained_as_asked(model_dir, options):
+    """Refuse to reuse a model trained with other settings than this run asks for."""
+    import yaml
+
+    from trainer import config
+    params = yaml.safe_load(fsutil.read_bytes(_join(model_dir, "params.yaml"))) or {}
+    model, trainer_params = params.get("task", {}).get("model", {}), params.get("trainer", {})
+    backbone = config.BACKBONES.get(options.get("backbone") or "resnet-50", {})
+    asked = {"backbone": backbone.get("type"), "max_steps": int(options.get("max_steps") or
+                                                                config.HYPERPARAMETERS["max_steps"])}
+    found = {"backbone": (model.get("backbone") or {}).get("type"), "max_steps": trainer_params.get("train_steps")}
+    if "fpn_type" in options:
+        asked["fpn_type"], found["fpn_type"] = options["fpn_type"], (model.get("decoder") or {}).get("type")
+    if "train_batch_size" in options:
+        asked["train_batch_size"] = int(options["train_batch_size"])
+        found["train_batch_size"] = params.get("task", {}).get("train_data", {}).get("global_batch_size")
+    different = sorted(k for k in asked if asked[k] != found[k])
+    if different:
+        raise StepFailed("%s was trained with other settings (%s); use another --run-id to train anew"
+                         % (model_dir, ", ".join("%s %s, asked %s" % (k, found[k], asked[k]) for k in different)))
 
 
 def evaluate(model_dir, dataset, name, split="eval", output=None):
@@ -239,7 +270,11 @@ def compare(candidate, production_dir, dataset, real_dataset="", metric="", fold
     result = {"metric": metric, "candidate": metric_value(candidate, metric), "candidate_metrics": candidate,
               "production_model": production}
     if production is None:
-        result.update(production=None, better=True, reason="no production model yet")
+        usable = math.isfinite(result["candidate"]) and result["candidate"] >= 0
+        result.update(production=None, better=usable,
+                      reason="no production model yet" if usable else
+                      "no production model yet, but the candidate's %s is %s: it scored nothing, so it is not "
+                      "promoted" % (metric, result["candidate"]))
     else:
         scored = evaluate_all(production, dataset, real_dataset,
                               output=_join(folder, "production_scores") if folder else _join(production, "eval"))
@@ -266,7 +301,13 @@ def promote(comparison, candidate_dir, production_dir, mode="manual", folder="",
               "reason": comparison.get("reason", ""), "mode": mode, "candidate_dir": candidate_dir,
               "production_dir": production_dir, "promoted": False, "run": run,
               "promote_command": promote_command(candidate_dir, production_dir, run)}
-    if mode == "auto" and comparison["better"]:
+    try:
+        current = production_lib.read_pointer(production_dir) if production_dir else None
+    except production_lib.PromotionError as error:
+        raise StepFailed(str(error))
+    if ((current or {}).get("current") or {}).get("source") == production_lib.normal_path(candidate_dir):
+        report.update(promoted=True, reason="the candidate is production already")     # a run done again
+    elif mode == "auto" and comparison["better"]:
         install(candidate_dir, production_dir, comparison, run)
         report["promoted"] = True
     if folder:

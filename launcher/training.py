@@ -199,16 +199,16 @@ def dataset_facts(request, project):
     return facts
 
 
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_DURATION = re.compile(r"(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?")
 
 
 def timeout_seconds(text):
     """``"3h"`` -> 10800; also ``90m``, ``45s``, ``1d``, ``2h30m`` and plain seconds."""
     text = str(text).strip().lower()
-    if text.isdigit():
+    if re.fullmatch(r"[0-9]+", text):
         seconds = int(text)
     else:
-        match = _DURATION.match(text)
+        match = _DURATION.fullmatch(text)
         if not text or not match:
             raise UsageError("--timeout takes a duration such as 3h, 90m, 2h30m or 3600, got %r" % text)
         days, hours, minutes, secs = (int(g or 0) for g in match.groups())
@@ -227,7 +227,7 @@ def parse_labels(items):
     labels = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not _LABEL_KEY.match(key) or not _LABEL_VALUE.match(value):
+        if not sep or not _LABEL_KEY.fullmatch(key) or not _LABEL_VALUE.fullmatch(value):
             raise UsageError("--labels takes key=value with lower-case letters, digits, _ and - (a key starts "
                              "with a letter; each at most 63 characters), got %r" % item)
         labels[key] = value

@@ -23,7 +23,7 @@ def resolve_token(token=None):
     """``--token``, else ``USIM_ACCESS_TOKEN``, else ``access_token`` in ~/.usim/token.json."""
     token = token or os.environ.get("USIM_ACCESS_TOKEN")
     if token:
-        return _strip_bearer(token)
+        return well_formed(_strip_bearer(token))
     path = usim_dir() / "token.json"
     try:
         value = json.loads(path.read_text()).get("access_token")
@@ -32,7 +32,16 @@ def resolve_token(token=None):
     if not value:
         raise UsageError("no Unity Simulation token: pass --token, set USIM_ACCESS_TOKEN, or sign in "
                          "with `usim login auth` (it writes %s)" % path)
-    return _strip_bearer(value)
+    return well_formed(_strip_bearer(value))
+
+
+def well_formed(token):
+    """A token an HTTP header can carry (visible ASCII), or one line that says it is not; never the
+    token itself."""
+    if not token or not all("!" <= c <= "~" for c in token):
+        raise UsageError("the Unity Simulation token is malformed: it holds a space, a line break or a character "
+                         "outside ASCII, which an HTTP header cannot carry; copy it again (usim refresh auth)")
+    return token
 
 
 def resolve_project_id(project_id=None):

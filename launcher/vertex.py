@@ -254,6 +254,12 @@ def _check_hyperparameters(values, facts):
             ok = False
         if not ok:
             raise UsageError("%s must be a positive integer, got %r" % (name, values[name]))
+    try:
+        eval_images = int(values["num_eval_images"])
+    except (TypeError, ValueError):
+        eval_images = -1
+    if eval_images < 0:
+        raise UsageError("num_eval_images must be 0 (all) or a positive integer, got %r" % values["num_eval_images"])
     available = facts.get("validation_images")
     if available is not None and int(values["num_eval_images"]) > available:
         raise UsageError("num_eval_images %s is more than the %d validation images; pass --num-eval-images %d"
@@ -304,6 +310,12 @@ def build_plan(request, project, region, local=False, dry_run=False):
     _check_options(request)
     timeout = training.timeout_seconds(request.timeout) if request.timeout else None
     facts = _dataset_facts(request, project, dry_run, unchecked)
+    if request.num_classes is not None:
+        if request.num_classes < 1:
+            raise UsageError("--num-classes must be at least 1, got %d" % request.num_classes)
+        if facts.get("label_ids") and max(facts["label_ids"]) > request.num_classes:
+            raise UsageError("--num-classes %d does not cover class id %d of the label map; pass %d or more"
+                             % (request.num_classes, max(facts["label_ids"]), max(facts["label_ids"])))
     values = {k: v for k, v in trainer_config.HYPERPARAMETERS.items() if k not in ("image_size", "warmup_steps")}
     values["num_eval_images"] = jobspec.default_eval_images(facts)
     values.update({k: v for k, v in request.hyperparameters.items() if v not in (None, "")})
@@ -316,6 +328,9 @@ def build_plan(request, project, region, local=False, dry_run=False):
                                                                     request.model_size))
     try:
         overrides = [trainer_config.parse_override(text) for text in request.params_overrides]
+        if overrides and not trainer_config.check_overrides(overrides):
+            unchecked.append("--params-override: the trainer extra is not installed here, so Model Garden could not "
+                             "check the keys (pip install -e \".[train]\")")
     except trainer_config.ConfigError as error:
         raise UsageError(str(error))
     if request.worker_pool_spec_file:

@@ -74,6 +74,7 @@ def test_train_evaluate_predict_export_and_resume(converted, tmp_path):
     assert "starting from scratch (random weights)" in err
     assert len((out + err).splitlines()) < 40, out + err          # quiet: TensorFlow's chatter is in the log
     assert "WARNING" not in err and "Traceback" not in err
+    assert "note: MobileNetV2's last 1x1 layer feeds no detection level" in err     # the warning, explained
     log = (model_dir / "train.log").read_text()
     assert "train | step:" in log and "training mobilenet" in log      # Orbit's lines and ours
     assert "learning rate: linear warm-up from 0.01 to 0.001 over the first 1 steps" in err

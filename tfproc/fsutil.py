@@ -43,8 +43,12 @@ def utf8_ok(text):
 
 def printable(text):
     """``text`` with bytes that are not UTF-8 shown as \\xNN, for messages and reports."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") \
-        if not utf8_ok(text) else text
+    if utf8_ok(text):
+        return text
+    try:        # bytes of a file name, decoded with surrogateescape
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:      # a lone surrogate of a JSON escape such as "\ud800"
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def is_remote(path):

@@ -44,6 +44,11 @@ class OutputBusy(Exception):
     """Another run holds the output."""
 
 
+def _elsewhere(what):
+    """What else a user can do when the folder is held: a conversion can write elsewhere."""
+    return ", or pass another --output" if what == "conversion" else ""
+
+
 class LockLost(OutputBusy):
     """Another run took this run's lock (it was broken or thought stale): this run must not commit."""
 
@@ -132,8 +137,8 @@ def _claim_local(output, run_id, record, what="conversion"):
             handle.seek(0)
             holder = _parse(handle.read())
             handle.close()
-            raise OutputBusy("%s is being written by another %s (%s); wait for it to end, "
-                             "or pass another --output" % (output, what, _describe(holder)))
+            raise OutputBusy("%s is being written by another %s (%s); wait for it to end%s"
+                             % (output, what, _describe(holder), _elsewhere(what)))
         except OSError as error:
             handle.close()
             raise OutputUnusable("cannot lock %s: %s (a filesystem without file locks?); write the output to a "
@@ -213,8 +218,8 @@ def _claim_remote(output, run_id, record, break_lock, what="conversion"):
         if _alive(holder) and not break_lock:
             hint = (" If that job has ended (gcloud dataflow jobs describe %s), pass --break-lock."
                     % holder["job"]) if holder.get("job") else ""
-            raise OutputBusy("%s is being written by another %s (%s); wait for it to end, "
-                             "or pass another --output.%s" % (output, what, _describe(holder), hint))
+            raise OutputBusy("%s is being written by another %s (%s); wait for it to end%s.%s"
+                             % (output, what, _describe(holder), _elsewhere(what), hint))
         try:
             blob.delete(if_generation_match=blob.generation)    # only the stale lock we read
         except (exceptions.NotFound, exceptions.PreconditionFailed):
@@ -274,6 +279,8 @@ def staging_names(output, listing=None):
     """This tool's staging folders in ``output``: folders named ``.staging-<run id>``, nothing else."""
     listing = fsutil.list_tree(output) if listing is None else listing
     names = {rel.split("/", 1)[0] for rel in listing if "/" in rel}
+    if not fsutil.is_remote(output) and os.path.isdir(output):     # an emptied one holds no file to list
+        names |= {name for name in os.listdir(output) if os.path.isdir(os.path.join(output, name))}
     return sorted(name for name in names if STAGING_NAME.match(name))
 
 

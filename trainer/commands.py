@@ -112,6 +112,10 @@ def _train(dataset, model_dir, backbone, init_checkpoint, init_from, strategy, t
         hp["warmup_steps"] = config.default_warmup_steps(hp["max_steps"])
     data = dataset_lib.load(dataset)
     if num_classes is not None:
+        highest = max(data.names or {0: None})
+        if num_classes < 1 or num_classes < highest:
+            raise TrainerError("--num-classes %d cannot hold the classes of %s, whose ids go up to %d; pass %d or "
+                               "more (or leave it out)" % (num_classes, dataset, highest, max(highest, 1)))
         data.num_classes = num_classes
     if not data.images["train"]:
         raise TrainerError("%s has no training images" % dataset)
@@ -204,9 +208,36 @@ def _train(dataset, model_dir, backbone, init_checkpoint, init_from, strategy, t
         progress.stop()
     _say("trained to step %d in %s; checkpoints in %s" % (
         params.trainer.train_steps, engine.duration(time.time() - began), model_dir))
+    unused = variables_without_gradients(log)
+    if unused:
+        _say("note: %s" % explain_unused(unused, backbone))
     if chief and aip_model_dir and absolute(aip_model_dir) != model_dir:
         _say("exported the SavedModel to %s" % engine.export(params, latest_checkpoint(model_dir), aip_model_dir))
     return model_dir
+
+
+def variables_without_gradients(log):
+    """The variables TensorFlow warned got no gradient (in the local log), or []."""
+    import ast
+    import re
+    try:
+        with open(log, errors="replace") as f:
+            for line in f:
+                found = re.search(r"Gradients do not exist for variables (\[.*?\])", line)
+                if found:
+                    return ast.literal_eval(found.group(1))
+    except (OSError, ValueError, SyntaxError):
+        pass
+    return []
+
+
+def explain_unused(names, backbone):
+    """One line for TensorFlow's warning about variables without gradients."""
+    short = ", ".join(sorted({n.split(":")[0] for n in names}))
+    if backbone == "mobilenet" and all(n.startswith("conv2dbn_block_1/") for n in names):
+        return ("MobileNetV2's last 1x1 layer feeds no detection level, so its batch-norm scale and offset (%s) get "
+                "no gradient and keep their initial values; this is harmless" % short)
+    return "%d variable(s) got no gradient and did not change in training: %s" % (len(names), short)
 
 
 def tf_gfile_writer(path):
@@ -264,6 +295,7 @@ def initializer_from(source, params):
     checkpoint = tf.train.latest_checkpoint(source) if tf.io.gfile.exists(source) else None
     if not checkpoint:
         raise TrainerError("--init-from %s: no checkpoint there (a model dir of python -m trainer train)" % source)
+    check_readable(checkpoint)
     try:
         trained = engine.load_params(source)
     except FileNotFoundError as error:
@@ -378,7 +410,16 @@ def chosen_checkpoint(model_dir, which="latest"):
         kept = ", ".join(str(h["step"]) for h in engine.read_history(model_dir)) or "none"
         raise TrainerError("no %s checkpoint in %s (steps evaluated: %s; the newest checkpoints and the best "
                            "are kept)" % ("checkpoint of step " + which if which.isdigit() else which, model_dir, kept))
+    check_readable(found)
     return found
+
+
+def check_readable(checkpoint):
+    from trainer import engine
+    problem = engine.damaged_checkpoint(checkpoint)
+    if problem:
+        raise TrainerError("the checkpoint %s is damaged (%s); pick another with --checkpoint, or train again"
+                           % (checkpoint, problem))
 
 
 def export(model_dir=None, output=None, checkpoint="latest", verbose=False):

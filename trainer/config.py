@@ -241,6 +241,41 @@ def _read_override_file(path):
         raise ConfigError("--params-override file %s: %s" % (path, error.strerror))
 
 
+def check_overrides(override_dicts):
+    """Apply the overrides to Model Garden's preset strictly, as the trainer will; raises ConfigError
+    for an unknown key or a wrong type. False when Model Garden is not installed (nothing checked)."""
+    try:
+        from official.core import exp_factory
+        from official.vision import registry_imports  # noqa: F401
+    except ImportError:
+        return False
+    params = exp_factory.get_exp_config("retinanet_resnetfpn_coco")
+    for value in override_dicts:
+        _check_types(value, params.as_dict())
+        try:
+            params.override(value, is_strict=True)
+        except (KeyError, ValueError, AttributeError, TypeError) as error:
+            raise ConfigError("a parameter override does not fit Model Garden's config: %s" % error)
+    return True
+
+
+def _check_types(value, defaults, where=""):
+    """Model Garden takes any value for a known key: refuse text where it keeps a number or a flag."""
+    if not isinstance(value, dict) or not isinstance(defaults, dict):
+        return
+    for key, new in value.items():
+        old, name = defaults.get(key), where + key
+        if isinstance(old, dict):
+            _check_types(new, old, name + ".")
+        elif isinstance(old, bool) and not isinstance(new, bool):
+            raise ConfigError("a parameter override does not fit Model Garden's config: %s takes true or false, got %r"
+                              % (name, new))
+        elif isinstance(old, (int, float)) and not isinstance(old, bool) and (
+                isinstance(new, bool) or not isinstance(new, (int, float))):
+            raise ConfigError("a parameter override does not fit Model Garden's config: %s takes a number, got %r"
+                              % (name, new))
+
+
 def experiment(override_dicts):
     """The locked ExperimentConfig: the preset, then each override in order."""
     from official.core import exp_factory

@@ -403,6 +403,17 @@ def normalised_outputs(params):
     return copy
 
 
+def damaged_checkpoint(checkpoint):
+    """Why a checkpoint cannot be read whole (a data file cut short, say), or None: every tensor is read."""
+    try:
+        reader = tf.train.load_checkpoint(checkpoint)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except (tf.errors.OpError, IndexError, ValueError, RuntimeError) as error:
+        return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+    return None
+
+
 def step_of(checkpoint):
     name = "global_step/.ATTRIBUTES/VARIABLE_VALUE"
     return int(tf.train.load_variable(checkpoint, name)) if _has_variable(checkpoint, name) else 0

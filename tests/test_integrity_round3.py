@@ -1,0 +1,243 @@
+"""Round three of the hostile probe (issue 22): each defect it found, as a test that failed before
+its fix."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from conftest import convert
+from test_launcher import PROJECT, dataset, job_dir, run  # noqa: F401  (fixtures)
+from test_pipeline import _candidate
+from test_vertex import IMAGE, fake_vertex  # noqa: F401  (fixtures)
+from tfproc import sample
+
+# -- conversion ---------------------------------------------------------------------------------
+
+
+def test_an_emptied_staging_folder_of_a_killed_commit_is_removed_by_the_next_run(tmp_path):
+    sample.make_run(str(tmp_path / "run"), app_params=1, instances=1, frames=3, width=64, height=48, seed=1)
+    assert convert("--source", tmp_path / "run", "--eval-pct", 30, "--output", tmp_path / "out") == 0
+    left = tmp_path / "out" / ".staging-20261201-101010-abcdef"
+    left.mkdir()
+    assert convert("--source", tmp_path / "run", "--eval-pct", 30, "--output", tmp_path / "out", "--overwrite") == 0
+    assert not left.exists()
+    (tmp_path / "out" / ".staging-not-ours").mkdir()          # only this tool's names are removed
+    assert convert("--source", tmp_path / "run", "--eval-pct", 30, "--output", tmp_path / "out", "--overwrite") == 0
+    assert (tmp_path / "out" / ".staging-not-ours").exists()
+
+
+def test_a_lone_surrogate_in_one_datasets_label_name_skips_that_dataset_only(tmp_path):
+    sample.make_run(str(tmp_path / "run"), app_params=2, instances=1, frames=3, width=64, height=48, seed=1)
+    (definitions,) = sorted((tmp_path / "run" / "urn:app_params:AP0").rglob("attempt:1/*/annotation_definitions.json"))
+    text = definitions.read_text()
+    assert '"cereal"' in text
+    definitions.write_text(text.replace('"cereal"', '"cer\\ud800eal"'))
+    assert convert("--source", tmp_path / "run", "--eval-pct", 30, "--output", tmp_path / "out") == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["splits"]["train"]["images"] + summary["splits"]["eval"]["images"] == 3
+    assert "name not valid UTF-8" in json.dumps(summary)
+
+
+def test_a_truncated_shard_read_for_the_input_size_is_named(tmp_path):
+    sample.make_run(str(tmp_path / "run"), app_params=1, instances=1, frames=4, width=64, height=48, seed=1)
+    assert convert("--source", tmp_path / "run", "--eval-pct", 30, "--output", tmp_path / "out") == 0
+    (shard,) = (tmp_path / "out" / "train").iterdir()
+    shard.write_bytes(shard.read_bytes()[:shard.stat().st_size // 2])
+    done = subprocess.run([sys.executable, "-m", "trainer", "train", "--dataset", "out", "--model-dir", "m"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "is damaged" in done.stderr and shard.name in done.stderr
+    assert not (tmp_path / "m").exists()
+
+
+# -- promotion and the production folder ----------------------------------------------------------
+
+@pytest.mark.parametrize("pointer", ["null", "5", '"x"', '{"current": "x"}', '{"current": {"model": 1}}'])
+def test_a_pointer_of_the_wrong_shape_is_one_line(tmp_path, pointer):
+    prod = tmp_path / "prod"
+    prod.mkdir()
+    (prod / "production.json").write_text(pointer)
+    candidate = _candidate(tmp_path / "c", 0.5)
+    for args in (("--candidate", candidate, "--production", prod, "--run", "r1"), ("--rollback", "--production", prod)):
+        code, _, err = run("pipeline", "promote", *args)
+        assert code == 1 and "is not a production pointer" in err
+
+
+def test_a_production_path_that_is_a_file_or_mistyped_is_refused(tmp_path):
+    candidate = _candidate(tmp_path / "c", 0.5)
+    (tmp_path / "afile").write_text("x")
+    for production in (tmp_path / "afile", tmp_path / "afile" / "below"):
+        code, _, err = run("pipeline", "promote", "--candidate", candidate, "--production", production)
+        assert code == 1 and "is a file, not a folder" in err and "Traceback" not in err
+    code, _, err = run("pipeline", "promote", "--rollback", "--production", tmp_path / "prdouction")
+    assert code == 1 and "nothing to roll back" in err and not (tmp_path / "prdouction").exists()
+
+
+def test_versions_keep_their_own_models_and_paths_are_compared_whole(tmp_path, monkeypatch):
+    from launcher import production as production_lib
+    prod = str(tmp_path / "prod")
+    first = _candidate(tmp_path / "models" / "m1", 0.1)
+    second = _candidate(tmp_path / "models" / "m2", 0.2)
+    code, out, err = run("pipeline", "promote", "--candidate", first, "--production", prod)
+    assert code == 0, err
+    code, out, err = run("pipeline", "promote", "--candidate", second, "--production", prod)
+    assert code == 0, err         # named after its own folder, not the shared parent
+    pointer = production_lib.read_pointer(prod)
+    assert (pointer["current"]["name"], pointer["previous"]["name"]) == ("m2", "m1")
+    code, _, err = run("pipeline", "promote", "--candidate", first, "--production", prod, "--run", "m2")
+    assert code == 1 and "version m2 is already the model of" in err
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run("pipeline", "promote", "--candidate", "models/m2", "--production", prod)
+    assert code == 0 and "nothing changed" in out
+    code, out, _ = run("pipeline", "promote", "--rollback", "--production", prod)
+    assert code == 0 and production_lib.read_pointer(prod)["current"]["name"] == "m1"
+
+
+def test_a_candidate_without_params_is_not_promoted(tmp_path):
+    candidate = pathlib.Path(_candidate(tmp_path / "c", 0.5))
+    (candidate / "params.yaml").unlink()
+    code, _, err = run("pipeline", "promote", "--candidate", candidate, "--production", tmp_path / "prod")
+    assert code == 1 and "has no params.yaml" in err and not (tmp_path / "prod" / "production.json").exists()
+
+
+@pytest.mark.parametrize("value", [float("nan"), -1.0])
+def test_with_no_production_a_candidate_that_scored_nothing_is_not_promoted(tmp_path, value):
+    from launcher import steps
+    candidate = _candidate(tmp_path / "c", 0.5)
+    comparison = steps.compare({"synthetic": {"AP": value}}, str(tmp_path / "prod"), "unused")
+    assert comparison["better"] is False and "scored nothing" in comparison["reason"]
+    report = steps.promote(comparison, candidate, str(tmp_path / "prod"), mode="auto", run="r")
+    assert report["promoted"] is False and not (tmp_path / "prod" / "production.json").exists()
+
+
+def test_a_promotion_refused_for_a_busy_folder_names_no_option_promote_lacks(tmp_path):
+    from launcher import production as production_lib
+    from tfproc import output
+    prod = tmp_path / "prod"
+    prod.mkdir()
+    holder = output.claim(str(prod), "other", what="promotion")
+    try:
+        code, _, err = run("pipeline", "promote", "--candidate", _candidate(tmp_path / "c", 0.5), "--production",
+                           prod, "--run", "r")
+    finally:
+        holder.release()
+    assert code == 1 and "wait for it to end" in err and "--output" not in err
+    del production_lib
+
+
+def test_pointer_debris_of_a_killed_write_is_removed_by_the_next_promotion(tmp_path):
+    from launcher import production as production_lib
+    prod = tmp_path / "prod"
+    production_lib.promote(_candidate(tmp_path / "c1", 0.1), str(prod), "r1")
+    (prod / "production.json.tmp-0123abcd").write_text("{half")
+    production_lib.promote(_candidate(tmp_path / "c2", 0.2), str(prod), "r2")
+    assert not list(prod.glob("production.json.tmp-*"))
+
+
+# -- pipeline re-runs ------------------------------------------------------------------------------
+
+def test_a_run_done_again_after_an_auto_promotion_says_it_is_production(tmp_path):
+    from launcher import steps
+    candidate, prod = _candidate(tmp_path / "run" / "candidate", 0.5), str(tmp_path / "prod")
+    comparison = steps.compare({"synthetic": {"AP": 0.5}}, prod, "unused")
+    assert steps.promote(comparison, candidate, prod, mode="auto", run="run")["promoted"] is True
+    again = {"metric": "synthetic.AP", "candidate": 0.5, "production": 0.5, "better": False,
+             "reason": "synthetic.AP: candidate 0.5000, production 0.5000"}      # itself, scored again
+    report = steps.promote(again, candidate, prod, mode="auto", run="run")
+    assert report["promoted"] is True and report["reason"] == "the candidate is production already"
+
+
+def test_a_reused_conversion_or_model_must_match_what_the_run_asks(tmp_path):
+    from launcher import steps
+    for name in ("a", "b"):
+        sample.make_run(str(tmp_path / name), app_params=1, instances=1, frames=3, width=64, height=48, seed=1)
+    output = str(tmp_path / "run" / "output")
+    assert steps.convert(str(tmp_path / "a"), output, 30.0) == output
+    assert steps.convert(str(tmp_path / "a"), output, 30.0) == output                  # reused
+    with pytest.raises(steps.StepFailed, match="was converted from .*/a with --eval-pct 30"):
+        steps.convert(str(tmp_path / "b"), output, 30.0)
+    with pytest.raises(steps.StepFailed, match="--eval-pct 30; this run asks for .* with 50"):
+        steps.convert(str(tmp_path / "a"), output, 50.0)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "params.yaml").write_text("task: {model: {backbone: {type: mobilenet}, decoder: {type: fpn}}, "
+                                       "train_data: {global_batch_size: 2}}\ntrainer: {train_steps: 4}\n")
+    steps.check_trained_as_asked(str(model), {"backbone": "mobilenet", "max_steps": 4, "fpn_type": "fpn"})
+    with pytest.raises(steps.StepFailed, match="backbone mobilenet, asked resnet"):
+        steps.check_trained_as_asked(str(model), {"backbone": "resnet-50", "max_steps": 4})
+
+
+# -- arguments, checked before anything is sent or built -------------------------------------------
+
+def vertex(dataset, *extra):
+    return run("train", "--project", PROJECT, "--image", IMAGE, "--dataset", dataset, "--job-dir", job_dir("r3"),
+               "--job-id", "r3", *extra)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--params-override", "{task: {model: {no_such_key: 1}}}"], "does not fit Model Garden's config"),
+    (["--params-override", "{trainer: {train_steps: abc}}"], "does not fit Model Garden's config"),
+    (["--num-classes", "0"], "--num-classes must be at least 1"),
+    (["--num-classes", "-3"], "--num-classes must be at least 1"),
+    (["--num-classes", "5"], "does not cover class id 63"),
+    (["--num-eval-images", "-1"], "num_eval_images must be 0 (all) or a positive integer"),
+    (["--timeout", "\u00b2"], "--timeout takes a duration"),
+    (["--labels", "team=vision\n"], "--labels takes key=value"),
+])
+def test_bad_vertex_arguments_end_before_anything_is_sent(fake_vertex, google, dataset, extra, message):
+    code, _, err = vertex(dataset, *extra)
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not google.calls("POST", r"/v1/.*")
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--schedule", "0 3 30 2 *"], "never fires"),
+    (["--eval-pct", "150"], "--eval-pct"),
+    (["--backbone", "vgg"], "--backbone"),
+    (["--accelerator", "v100"], "--accelerator"),
+    (["--metric", "real.APX"], "--metric"),
+    (["--max-steps", "0"], "--max-steps"),
+    (["--params-override", "{task: {no_such_key: 1}}"], "does not fit Model Garden's config"),
+])
+def test_bad_pipeline_arguments_end_before_anything_is_sent(google, extra, message):
+    code, _, err = run("pipeline", "run", "--project", PROJECT, "--pipeline-root", "gs://b/p", "--source", "gs://b/r",
+                       *extra)
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not google.calls(path_pattern=r"/v1/.*")
+
+
+# -- the trainer ------------------------------------------------------------------------------------
+
+def test_a_checkpoint_cut_short_is_named(tmp_path):
+    import tensorflow as tf
+
+    from trainer import commands
+    prefix = tf.train.Checkpoint(v=tf.Variable(tf.zeros([1000]))).save(str(tmp_path / "ckpt"))
+    (data,) = tmp_path.glob("ckpt-1.data-*")
+    data.write_bytes(data.read_bytes()[:100])
+    with pytest.raises(commands.TrainerError, match="the checkpoint .*ckpt-1 is damaged"):
+        commands.check_readable(prefix)
+
+
+@pytest.mark.parametrize("classes", ["2", "0", "-1"])
+def test_a_head_that_cannot_hold_the_records_classes_is_refused(tmp_path, classes):
+    sample.make_run(str(tmp_path / "run"), app_params=1, instances=1, frames=4, width=64, height=48, seed=1)
+    assert convert("--source", tmp_path / "run", "--eval-pct", 30, "--output", tmp_path / "out") == 0
+    done = subprocess.run([sys.executable, "-m", "trainer", "train", "--dataset", "out", "--model-dir", "m",
+                           "--num-classes", classes, "--image-size", "64,64"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 2 and "cannot hold the classes of" in done.stderr and "Traceback" not in done.stderr
+
+
+# -- secrets -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("token", ["abc\u2014def", "abc\ndef", "abc def"])
+def test_a_malformed_unity_token_is_said_without_printing_it(token, tmp_path, monkeypatch):
+    monkeypatch.setenv("USIM_HOME", str(tmp_path))
+    code, out, err = run("transfer", "--run-definition-id", "d", "--run-execution-id", "e", "--bucket", "b",
+                         "--token", token, "--project-id", "p", "--api-url", "http://127.0.0.1:9")
+    assert code == 2 and "the Unity Simulation token is malformed" in err
+    assert token not in out + err and "def" not in out + err
