@@ -241,3 +241,82 @@ def test_a_malformed_unity_token_is_said_without_printing_it(token, tmp_path, mo
                          "--token", token, "--project-id", "p", "--api-url", "http://127.0.0.1:9")
     assert code == 2 and "the Unity Simulation token is malformed" in err
     assert token not in out + err and "def" not in out + err
+
+
+# -- bugs the suite let through (issue 22's mutation audit) ----------------------------------------
+
+def test_durations_and_run_names():
+    from launcher import steps, training
+    assert training.timeout_seconds("1d") == 86400 and training.timeout_seconds("2h30m") == 9000
+    assert training.timeout_seconds("45s") == 45 and training.timeout_seconds("3600") == 3600
+    with pytest.raises(steps.StepFailed, match="not substituted"):
+        steps.run_name("", "{{$.pipeline_job_name}}")
+    assert steps.run_name("", "synthdet-20261201") == "synthdet-20261201"
+
+
+def test_a_missing_metric_fails_instead_of_scoring_zero():
+    from launcher import steps
+    with pytest.raises(steps.StepFailed, match="no metric real.AP"):
+        steps.metric_value({"synthetic": {"AP": 0.4}}, "real.AP")
+
+
+def test_auto_promotion_never_installs_a_worse_model(tmp_path, monkeypatch):
+    from launcher import production as production_lib
+    from launcher import steps
+    prod = str(tmp_path / "prod")
+    production_lib.promote(_candidate(tmp_path / "old", 0.6), prod, "old")
+    monkeypatch.setattr(steps, "evaluate_all", lambda *args, **kwargs: {"synthetic": {"AP": 0.6}})
+    worse = _candidate(tmp_path / "new" / "candidate", 0.3)
+    comparison = steps.compare({"synthetic": {"AP": 0.3}}, prod, "unused")
+    assert comparison["better"] is False
+    report = steps.promote(comparison, worse, prod, mode="auto", run="new")
+    assert report["promoted"] is False and production_lib.read_pointer(prod)["current"]["name"] == "old"
+    better = steps.compare({"synthetic": {"AP": 0.7}}, prod, "unused")
+    assert better["better"] is True
+    assert steps.promote(better, worse, prod, mode="auto", run="new")["promoted"] is True
+
+
+def test_rollbacks_walk_back_one_version_at_a_time_and_only_to_complete_models(tmp_path):
+    from launcher import production as production_lib
+    prod = str(tmp_path / "prod")
+    for name, value in (("a", 0.1), ("b", 0.2), ("c", 0.3)):
+        production_lib.promote(_candidate(tmp_path / name, value), prod, name)
+    assert production_lib.rollback(prod)["current"]["name"] == "b"
+    assert production_lib.rollback(prod)["current"]["name"] == "a"
+    production_lib.promote(_candidate(tmp_path / "d", 0.4), prod, "d")
+    os.unlink(os.path.join(prod, "models", "a", "COMPLETE"))
+    with pytest.raises(production_lib.PromotionError, match="not complete"):
+        production_lib.rollback(prod)
+
+
+def test_a_cancelled_vertex_job_is_not_trained(fake_vertex, google, dataset, monkeypatch):
+    from launcher import steps
+    import launcher.training
+    monkeypatch.setattr(launcher.training.time, "sleep", lambda seconds: None)
+    google.route("GET", r"/v1/projects/%s/locations/us-central1/customJobs/(\d+)" % PROJECT,
+                 lambda r: (200, dict(fake_vertex.jobs[r["match"].group(1)], state="JOB_STATE_CANCELLED")))
+    with pytest.raises(steps.StepFailed, match="ended CANCELLED"):
+        steps.train_on_vertex(dataset, job_dir("cancelled"), {"max_steps": 9}, PROJECT, "us-central1", IMAGE,
+                              job_id="cancelled_1", poll_seconds=0)
+    code, _, err = run("wait", "1000", "--project", PROJECT, "--interval", "0")
+    assert code == 1 and "ended CANCELLED" in err
+
+
+def test_a_vertex_job_dir_with_checkpoints_is_refused(fake_vertex, google, dataset, cloud):
+    from conftest import BUCKET
+    cloud.storage.bucket(BUCKET).blob("models/used/ckpt-10.index").upload_from_string(b"x")
+    code, _, err = run("train", "--project", PROJECT, "--image", IMAGE, "--dataset", dataset, "--job-dir",
+                       job_dir("used"), "--job-id", "used_1")
+    assert code == 2 and "already holds files" in err and not fake_vertex.jobs
+
+
+def test_machines_and_strategies_of_several_replicas():
+    from launcher import vertex
+    pools = vertex.worker_pools("gpu", 2, 3)
+    assert pools[1]["machineSpec"] == pools[0]["machineSpec"] and pools[1]["replicaCount"] == "2"
+    assert vertex.strategy(pools) == "multi_worker_mirrored"
+    assert vertex.strategy([{"machineSpec": {"machineType": "n1-standard-8"}, "replicaCount": "3"}]) \
+        == "multi_worker_mirrored"
+    assert vertex.machine_spec("a100", 1)["machineType"] == "a2-highgpu-1g"
+    assert vertex.machine_spec("a100", 8)["machineType"] == "a2-highgpu-8g"
+    assert vertex.machine_spec("cpu") == {"machineType": "n1-standard-8"}

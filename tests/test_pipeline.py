@@ -118,8 +118,9 @@ def test_the_same_chain_twice_into_one_work_dir_keeps_each_run_and_the_productio
     comparison = json.loads((second / "comparison.json").read_text())
     assert comparison["production_model"] == str(production / "models" / "night-1")
     assert (second / "production_scores" / "real" / "metrics.json").exists()     # scores in the run's folder
-    assert sorted(os.listdir(production / "models" / "night-1")) == sorted(
-        os.listdir(production / "models" / "night-1"))
+    assert sorted(os.listdir(production / "models" / "night-1")) == [
+        "COMPLETE", "checkpoint", "ckpt-4.data-00000-of-00001", "ckpt-4.index", "metrics.json", "params.yaml",
+        "version.json"]            # write-once: nothing was added to production's model by the comparison
     assert not (production / "models" / "night-1" / "eval").exists()
     report = json.loads((second / "promotion.json").read_text())
     assert report["metric"] == "real.AP" and report["mode"] == "manual" and report["promoted"] is False
@@ -368,7 +369,8 @@ def test_the_transfer_step_reads_its_token_from_secret_manager_and_is_found_agai
             assert found == "gs://b/projects/unity-proj/run_executions/urn:run_definitions:El64GVP/urn:run_executions:5M6wq80"
         assert len(usim.calls("PUT")) == 1
         assert usim.calls("PUT")[0]["headers"]["authorization"] == "Bearer secret-token"
-    assert json.loads((tmp_path / "runs" / "r1" / "transfer.json").read_text())["id"] == "tr-7"
+    recorded = (tmp_path / "runs" / "r1" / "transfer.json").read_text()
+    assert json.loads(recorded)["id"] == "tr-7" and "secret-token" not in recorded
 
 
 def test_the_vertex_train_step_re_attaches_and_a_cancelled_pipeline_cancels_its_job(google, dataset, monkeypatch):
@@ -380,20 +382,25 @@ def test_the_vertex_train_step_re_attaches_and_a_cancelled_pipeline_cancels_its_
     from test_vertex import IMAGE, JOBS, FakeVertex
     from test_launcher import job_dir
     fake = FakeVertex(google)
-    google.route("GET", JOBS + r"/(\d+)", lambda r: (200, dict(fake.jobs[r["match"].group(1)], state="JOB_STATE_RUNNING")))
+    armed = []
+
+    def running(request):       # the pipeline is cancelled while the step follows its job (its handler is set)
+        if armed:
+            armed.clear()
+            threading.Timer(0.05, lambda: os.kill(os.getpid(), signal.SIGTERM)).start()
+        return 200, dict(fake.jobs[request["match"].group(1)], state="JOB_STATE_RUNNING")
+    google.route("GET", JOBS + r"/(\d+)", running)
     import launcher.training
     monkeypatch.setattr(launcher.training.time, "sleep", lambda s: time_module.monotonic() and threading.Event().wait(0.05))
     job_id = steps.vertex_job_id("synthdet-20261201-030000")
     assert job_id == "synthdet_synthdet_20261201_030000_train"
-    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGTERM))
-    timer.start()
+    armed.append(True)
     with pytest.raises(steps.StepFailed, match="cancel"):
         steps.train_on_vertex(dataset, job_dir("pipe2"), {"max_steps": 9}, PROJECT, "us-central1", IMAGE,
                               job_id=job_id, poll_seconds=0.05)
     assert google.calls("POST", JOBS + r"/1000:cancel")
     # the task retried: the same job is found, not a second one started
-    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGTERM))
-    timer.start()
+    armed.append(True)
     with pytest.raises(steps.StepFailed):
         steps.train_on_vertex(dataset, job_dir("pipe2"), {"max_steps": 9}, PROJECT, "us-central1", IMAGE,
                               job_id=job_id, poll_seconds=0.05)
