@@ -23,6 +23,7 @@ import threading
 import time
 
 from launcher import training, vertex
+from tfproc import orphans
 from trainer import container
 from launcher.errors import LauncherError, UsageError
 
@@ -47,16 +48,6 @@ def _free_ports(count):
     finally:
         for s in sockets:
             s.close()
-
-
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def replica_environments(body, base_env=None):
@@ -119,7 +110,7 @@ class LocalBackend(training.Backend):
 
     def _job(self, record):
         state = record.get("state", "QUEUED")
-        if state in ("RUNNING", "PREPARING", "CANCELLING") and not _pid_alive(record.get("pid", 0)):
+        if state in ("RUNNING", "PREPARING", "CANCELLING") and orphans.process_gone(int(record.get("pid") or 0)):
             state = "FAILED"
             record = dict(record, error=record.get("error") or "the process that ran it (pid %s) is gone"
                           % record.get("pid"))

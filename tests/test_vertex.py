@@ -189,7 +189,7 @@ def test_job_options_land_where_the_custom_job_wants_them(fake_vertex, google, d
     (["--arg", "learning_rate_decay_type=cosine"], "--arg is the built-in algorithm's"),
     (["--params-override", "[1, 2]"], "must be a mapping"),
     (["--params-override", "missing.yaml"], "missing.yaml: No such file"),
-    (["--params-override", "{task: {model: {nope: 1}}}"], None),
+    (["--params-override", "{task: {model: {nope: 1}}}"], "does not fit Model Garden's config"),
     (["--init-checkpoint", "/home/me/ckpt-1"], "--init-checkpoint must be imagenet, none or a gs://"),
     (["--backbone", "mobilenet", "--init-checkpoint", "imagenet"], "no ImageNet checkpoint for --backbone mobilenet"),
 ])

@@ -13,7 +13,7 @@ def mark_main():
     os.environ[ENV] = str(os.getpid())
 
 
-def _gone(pid):
+def process_gone(pid):
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -35,7 +35,7 @@ def watch_main(interval=1.0):
     _started.append(pid)
 
     def loop():
-        while not _gone(pid):
+        while not process_gone(pid):
             time.sleep(interval)
         os._exit(1)
 
