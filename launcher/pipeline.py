@@ -59,10 +59,11 @@ def build(image=DEFAULT_IMAGE):
                  image_size: str, fpn_type: str, backbone: str, params_override: str, work_dir: str,
                  run_name: str, job_name: str) -> str:
         from launcher import steps
-        if not finetune_dataset:
-            return model_dir
         name = steps.run_name(run_name, job_name)
         folder = steps.run_dir(work_dir, name)
+        if not finetune_dataset:
+            steps.record_step(folder, "finetune", "skipped", "no --finetune-dataset")
+            return model_dir
         options = steps.train_options(finetune_steps, train_batch_size, num_eval_images, finetune_steps, 0.0, 0,
                                       0.0, image_size, fpn_type, 0.0, 0.0, backbone, params_override, "")
         options["init_from"] = model_dir
