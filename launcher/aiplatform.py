@@ -36,7 +36,9 @@ class MlBackend(training.Backend):
                             (request.service_account, "--service-account"), (request.network, "--network"),
                             (request.tensorboard, "--tensorboard"), (request.enable_web_access, "--enable-web-access"),
                             (request.timeout, "--timeout"), (request.init_checkpoint, "--init-checkpoint"),
-                            (request.init_from, "--init-from")):
+                            (request.init_from, "--init-from"), (request.step_time_from, "--step-time-from"),
+                            (request.capacity != training.Capacity(), "--spot, --flex-start, --reservation, the disk "
+                                                                      "and key flags")):
             if given:
                 raise UsageError("%s is for --backend vertex; the built-in algorithm (ml) takes --arg name=value "
                                  "and --config" % flag)

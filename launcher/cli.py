@@ -123,6 +123,44 @@ def _backend_options(command):
     return command
 
 
+def _capacity_options(command):
+    """How a Vertex job gets its machines (aiplatform v1 Scheduling, DiskSpec, reservations, CMEK)."""
+    options = [
+        click.option("--spot", is_flag=True, help="vertex: Spot VMs (scheduling.strategy SPOT): cheaper, may be "
+                                                  "preempted; the trainer resumes from its newest checkpoint"),
+        click.option("--flex-start", is_flag=True, help="vertex: wait for scarce GPUs with Dynamic Workload Scheduler "
+                                                        "(scheduling.strategy FLEX_START)"),
+        click.option("--max-wait", metavar="DURATION", help="with --flex-start: how long to wait for the machines, "
+                                                            "e.g. 2h (0: no end; Vertex's default: 24 h)"),
+        click.option("--restart-on-worker-restart/--no-restart-on-worker-restart", default=None,
+                     help="vertex: restart the whole job when one worker restarts (default: on with more than one "
+                          "replica, which multi-worker training needs)"),
+        click.option("--disable-retries", is_flag=True, help="vertex: do not retry the job after internal errors"),
+        click.option("--boot-disk-size-gb", type=int, help="vertex: every machine's boot disk (Vertex's default: 100)"),
+        click.option("--boot-disk-type", type=click.Choice(["pd-ssd", "pd-standard", "hyperdisk-balanced"]),
+                     help="vertex: every machine's boot disk type (Vertex's default: pd-ssd)"),
+        click.option("--reservation", metavar="projects/P/zones/Z/reservations/R",
+                     help="vertex: take the machines from this Compute Engine reservation"),
+        click.option("--persistent-resource", metavar="ID", help="vertex: run on this persistent resource's machines"),
+        click.option("--kms-key", metavar="projects/P/locations/L/keyRings/K/cryptoKeys/C",
+                     help="vertex: the customer-managed key that encrypts the job (same region as the job)"),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _capacity(options):
+    """The capacity flags, taken out of a command's keyword arguments."""
+    from launcher.capacity import Capacity
+    return Capacity(
+        spot=options.pop("spot"), flex_start=options.pop("flex_start"), max_wait=options.pop("max_wait") or "",
+        restart_on_worker_restart=options.pop("restart_on_worker_restart"),
+        disable_retries=options.pop("disable_retries"), boot_disk_size_gb=options.pop("boot_disk_size_gb"),
+        boot_disk_type=options.pop("boot_disk_type") or "", reservation=options.pop("reservation") or "",
+        persistent_resource=options.pop("persistent_resource") or "", kms_key=options.pop("kms_key") or "")
+
+
 def _hyperparameter_options(command):
     for name, default in reversed(list(jobspec.HYPERPARAMETERS.items())):
         help_text = "the seed's --%s (default: %s)" % (name, default)
@@ -188,7 +226,12 @@ def _backend(backend, project, region, api_endpoint, logging_endpoint=None, dry_
 @click.option("--arg", "extra_args", multiple=True, metavar="NAME=VALUE",
               help="ml: any other algorithm argument, e.g. --arg learning_rate_decay_type=cosine (repeatable)")
 @click.option("--resume", is_flag=True, help="allow a job dir that holds files: the job resumes from its checkpoints")
-@click.option("--dry-run", is_flag=True, help="print the request and the gcloud command; send nothing")
+@_capacity_options
+@click.option("--step-time-from", metavar="MODEL_DIR", help="vertex, local: a finished run's model dir; its measured "
+                                                            "step time gives the expected cost of --max-steps "
+                                                            "(default with --resume: the job dir)")
+@click.option("--dry-run", is_flag=True, help="print the request, the gcloud command and the price ceiling; send "
+                                              "nothing")
 @_endpoint_option
 def train(project, backend, region, api_endpoint, dry_run, labels, gpus, **options):
     """Submit a training job: this project's trainer on Vertex AI (default), or the seed's built-in
@@ -202,7 +245,7 @@ def train(project, backend, region, api_endpoint, dry_run, labels, gpus, **optio
     hyperparameters = {name: options.pop(name) for name in jobspec.HYPERPARAMETERS}
     request = training.TrainRequest(
         hyperparameters={k: v for k, v in hyperparameters.items() if v is not None},
-        labels=training.parse_labels(labels), gpus=int(gpus),
+        labels=training.parse_labels(labels), gpus=int(gpus), capacity=_capacity(options),
         **{k: (v if v is not None else "") if k not in ("num_classes",) else v for k, v in options.items()})
     jobs = _backend(backend, project, region, api_endpoint, dry_run=dry_run)
     plan = jobs.plan(request, dry_run=dry_run)
@@ -216,9 +259,11 @@ def train(project, backend, region, api_endpoint, dry_run, labels, gpus, **optio
             click.echo("\n# %s\n%s" % (plan.config_name, plan.config_text))
         for note in plan.unchecked:
             click.echo("not checked: %s" % note)
+        _print_costs(plan, backend)
         return
     if backend == "ml":
         click.echo(DEPRECATION, err=True)
+    _print_costs(plan, backend, err=True)
     if backend == "local":
         click.echo("running job %s here: %d replica(s); its record: %s" % (
             request.job_id, sum(int(p.get("replicaCount") or 1) for p in plan.body["jobSpec"]["workerPoolSpecs"]),
@@ -246,6 +291,17 @@ def train(project, backend, region, api_endpoint, dry_run, labels, gpus, **optio
         click.echo("follow it with:\n" + "\n".join("  " + line for line in follow))
     if job.state in training.ENDED_BADLY:
         raise LauncherError("job %s ended %s%s" % (job.name, job.state, ": " + job.error if job.error else ""))
+
+
+def _print_costs(plan, backend, err=False):
+    if backend == "ml":
+        click.echo("price: none shown; AI Platform Training (ml v1) was shut down on 2025-01-31, so Google refuses "
+                   "this request", err=err)
+        return
+    prefix = "here: no charge; the same job on Vertex AI: " if backend == "local" else "price: "
+    for line in plan.costs:
+        click.echo(prefix + line, err=err)
+        prefix = "  "
 
 
 def _check_job_dir_if_possible(jobs, request, plan):
@@ -461,14 +517,22 @@ def compile_pipeline(output, image):
 @click.option("--verbose", is_flag=True, help="--local: show KFP's and the steps' own output instead of writing it "
                                               "to RUN_DIR/pipeline.log")
 @_pipeline_parameter_options
+@_capacity_options
 @_endpoint_option
 def run_pipeline(local, work_dir, project, region, pipeline_root, image, schedule, run_id, service_account, network,
                  labels, dry_run, verbose, api_endpoint, **kw):
-    """Run the pipeline: locally, or on Vertex AI Pipelines (once, or on a schedule)."""
+    """Run the pipeline: locally, or on Vertex AI Pipelines (once, or on a schedule).
+
+    The capacity flags (--spot, --reservation, --kms-key, ...) shape its training and fine-tuning
+    jobs on Vertex AI; --kms-key also encrypts the pipeline run itself.
+    """
     _check_run_id(run_id)
     require_extra("kfp", "pipeline")
+    from launcher import capacity as capacity_lib
     from launcher import pipeline as pipeline_lib
     from launcher import pipelines_api, steps
+    capacity = _capacity(kw)
+    capacity_notes = capacity_lib.check(capacity, region)
     if local:
         if not work_dir:
             raise LauncherError("--local needs --work-dir", exit_code=2)
@@ -479,6 +543,9 @@ def run_pipeline(local, work_dir, project, region, pipeline_root, image, schedul
                 arguments[key] = os.path.abspath(arguments[key])
         folder = steps.run_dir(arguments["work_dir"], name)
         click.echo("run %s: %s" % (name, folder), err=True)
+        if capacity != capacity_lib.Capacity():
+            click.echo("note: --spot, --reservation, --kms-key and the other capacity flags shape Vertex AI jobs; "
+                       "this run trains here", err=True)
         pipeline_lib.run_locally(os.path.join(arguments["work_dir"], "pipeline_root"), arguments, image, verbose)
         report = json.loads(open(os.path.join(folder, "promotion.json")).read())
         click.echo(_promotion_line(report))
@@ -488,12 +555,13 @@ def run_pipeline(local, work_dir, project, region, pipeline_root, image, schedul
     if not (project and pipeline_root and pipeline_root.startswith("gs://")):
         raise LauncherError("on Vertex AI pass --project and a gs:// --pipeline-root (or --local)", exit_code=2)
     arguments = _arguments(kw, work_dir or pipeline_root.rstrip("/") + "/work", "vertex", project, region, image)
+    arguments["capacity"] = capacity.to_json()
     import tempfile
     with tempfile.TemporaryDirectory() as scratch:
         spec = pipelines_api.load_spec(pipeline_lib.compile_to(os.path.join(scratch, "p.yaml"), image))
     name = run_id or time.strftime("synthdet-%Y%m%d-%H%M%S")
     job = pipelines_api.job_body(spec, name, pipeline_root, arguments, training.parse_labels(labels),
-                                 service_account or "", network or "")
+                                 service_account or "", network or "", capacity.kms_key)
     if schedule:
         body = pipelines_api.schedule_body(job, name, schedule)
         what = "POST projects/%s/locations/%s/schedules" % (project, region)
@@ -503,6 +571,11 @@ def run_pipeline(local, work_dir, project, region, pipeline_root, image, schedul
     if dry_run:
         click.echo("%s (not sent):" % what)
         click.echo(json.dumps(body, indent=2))
+    for note in capacity_notes:         # on stderr: a dry run's stdout is the body alone, for scripts
+        click.echo("not checked: %s" % note, err=True)
+    for line in _pipeline_costs(arguments, capacity, region):
+        click.echo(line, err=True)
+    if dry_run:
         return
     api = pipelines_api.Pipelines(project, region, api_endpoint)
     if schedule:
@@ -515,6 +588,21 @@ def run_pipeline(local, work_dir, project, region, pipeline_root, image, schedul
     click.echo("its folder: %s" % steps.run_dir(arguments["work_dir"], created.get("name", name).rsplit("/", 1)[-1]))
     click.echo("follow it with: python -m launcher pipeline wait %s --project %s --region %s"
                % (created.get("name", "").rsplit("/", 1)[-1], project, region))
+
+
+def _pipeline_costs(arguments, capacity, region):
+    """The price ceiling of the Vertex jobs a pipeline run starts: its training job and, with a
+    fine-tuning dataset, a second one on the same machine."""
+    from launcher import capacity as capacity_lib
+    from launcher import prices, vertex
+    body = {"jobSpec": {"workerPoolSpecs": vertex.worker_pools(arguments["accelerator"])}}
+    capacity_lib.apply(body, capacity, 1)
+    lines = ["price of its training job: " + prices.ceiling(body, region, capacity, hint="").line]
+    if arguments.get("finetune_steps"):
+        lines.append("and of its fine-tuning job: the same again")
+    lines.append("not priced here: the pipeline run's own fee, the conversion (Dataflow with --beam-arg "
+                 "--runner=DataflowRunner) and the evaluation steps")
+    return lines
 
 
 _PIPELINE_JOB_ID = re.compile(r"^[a-z0-9-]{1,127}$")

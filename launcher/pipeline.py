@@ -43,7 +43,7 @@ def build(image=DEFAULT_IMAGE):
               max_steps: int, train_batch_size: int, num_eval_images: int, train_steps_per_eval: int,
               warmup_learning_rate: float, warmup_steps: int, initial_learning_rate: float, image_size: str,
               fpn_type: str, aug_scale_min: float, aug_scale_max: float, backbone: str, params_override: str,
-              init_checkpoint: str, work_dir: str, run_name: str, job_name: str) -> str:
+              init_checkpoint: str, capacity: str, work_dir: str, run_name: str, job_name: str) -> str:
         from launcher import steps
         name = steps.run_name(run_name, job_name)
         folder = steps.run_dir(work_dir, name)
@@ -51,13 +51,13 @@ def build(image=DEFAULT_IMAGE):
                                       warmup_learning_rate, warmup_steps, initial_learning_rate, image_size, fpn_type,
                                       aug_scale_min, aug_scale_max, backbone, params_override, init_checkpoint)
         return steps.recorded(folder, "train", steps.train_candidate, dataset, folder + "/candidate", options,
-                              backend, project, region, image, accelerator, steps.vertex_job_id(name))
+                              backend, project, region, image, accelerator, steps.vertex_job_id(name), capacity)
 
     @component
     def finetune(model_dir: str, finetune_dataset: str, finetune_steps: int, backend: str, project: str,
                  region: str, accelerator: str, image: str, train_batch_size: int, num_eval_images: int,
-                 image_size: str, fpn_type: str, backbone: str, params_override: str, work_dir: str,
-                 run_name: str, job_name: str) -> str:
+                 image_size: str, fpn_type: str, backbone: str, params_override: str, capacity: str,
+                 work_dir: str, run_name: str, job_name: str) -> str:
         from launcher import steps
         name = steps.run_name(run_name, job_name)
         folder = steps.run_dir(work_dir, name)
@@ -69,7 +69,7 @@ def build(image=DEFAULT_IMAGE):
         options["init_from"] = model_dir
         return steps.recorded(folder, "finetune", steps.train_candidate, finetune_dataset, folder + "/finetuned",
                               options, backend, project, region, image, accelerator,
-                              steps.vertex_job_id(name + "_finetune"))
+                              steps.vertex_job_id(name + "_finetune"), capacity)
 
     @component
     def evaluate(model_dir: str, dataset: str, real_dataset: str, work_dir: str, run_name: str, job_name: str,
@@ -128,7 +128,7 @@ def build(image=DEFAULT_IMAGE):
                  fpn_type: str = hp["fpn_type"], aug_scale_min: float = hp["aug_scale_min"],
                  aug_scale_max: float = hp["aug_scale_max"], backbone: str = "resnet-50", params_override: str = "",
                  init_checkpoint: str = "", metric: str = "", promote_mode: str = "manual", image: str = image,
-                 run_name: str = ""):
+                 run_name: str = "", capacity: str = "{}"):
         job = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
         run = dict(work_dir=work_dir, run_name=run_name, job_name=job)
         fetched = transfer(source=source, run_definition_id=run_definition_id, run_execution_id=run_execution_id,
@@ -142,12 +142,12 @@ def build(image=DEFAULT_IMAGE):
                           warmup_steps=warmup_steps, initial_learning_rate=initial_learning_rate,
                           image_size=image_size, fpn_type=fpn_type, aug_scale_min=aug_scale_min,
                           aug_scale_max=aug_scale_max, backbone=backbone, params_override=params_override,
-                          init_checkpoint=init_checkpoint, **run).set_display_name("train")
+                          init_checkpoint=init_checkpoint, capacity=capacity, **run).set_display_name("train")
         tuned = finetune(model_dir=candidate.output, finetune_dataset=finetune_dataset, finetune_steps=finetune_steps,
                          backend=backend, project=project, region=region, accelerator=accelerator, image=image,
                          train_batch_size=train_batch_size, num_eval_images=num_eval_images, image_size=image_size,
                          fpn_type=fpn_type, backbone=backbone, params_override=params_override,
-                         **run).set_display_name("finetune")
+                         capacity=capacity, **run).set_display_name("finetune")
         scored = evaluate(model_dir=tuned.output, dataset=converted.output, real_dataset=real_dataset,
                           **run).set_display_name("evaluate")
         compared = compare(candidate=scored.outputs["Output"], production_dir=production_dir,

@@ -21,7 +21,7 @@ def load_spec(path):
     return spec
 
 
-def job_body(spec, display_name, pipeline_root, parameters, labels=None, service_account="", network=""):
+def job_body(spec, display_name, pipeline_root, parameters, labels=None, service_account="", network="", kms_key=""):
     body = {"displayName": display_name, "pipelineSpec": spec,
             "runtimeConfig": {"gcsOutputDirectory": pipeline_root, "parameterValues": parameters}}
     if labels:
@@ -30,6 +30,8 @@ def job_body(spec, display_name, pipeline_root, parameters, labels=None, service
         body["serviceAccount"] = service_account
     if network:
         body["network"] = network
+    if kms_key:
+        body["encryptionSpec"] = {"kmsKeyName": kms_key}
     return body
 
 

@@ -100,10 +100,13 @@ def train_options(max_steps, train_batch_size, num_eval_images, train_steps_per_
     return options
 
 
-def train_candidate(dataset, model_dir, options, backend, project, region, image, accelerator, job_id):
-    """Train here (``backend`` local) or as a Vertex AI custom job; returns the checkpoints' folder."""
+def train_candidate(dataset, model_dir, options, backend, project, region, image, accelerator, job_id, capacity="{}"):
+    """Train here (``backend`` local) or as a Vertex AI custom job; returns the checkpoints' folder.
+    ``capacity``: ``launcher.capacity.Capacity.to_json()`` for the Vertex job."""
     if backend == "vertex":
-        return train_on_vertex(dataset, model_dir, options, project, region, image, accelerator, job_id)
+        from launcher.capacity import Capacity
+        return train_on_vertex(dataset, model_dir, options, project, region, image, accelerator, job_id,
+                               capacity=Capacity.from_json(capacity))
     if backend != "local":
         raise StepFailed("backend must be local or vertex, got %s" % backend)
     return train(dataset, model_dir, options)
@@ -343,7 +346,7 @@ def vertex_job_id(run):
 
 
 def train_on_vertex(dataset, job_dir, options, project, region, image, accelerator="gpu", job_id=None,
-                    on_state=None, poll_seconds=60.0):
+                    on_state=None, poll_seconds=60.0, capacity=None):
     """The same training as a Vertex AI custom job in the project's image, waited for.
 
     ``options`` are ``trainer.commands.train``'s keyword arguments (hyperparameters, backbone,
@@ -358,6 +361,8 @@ def train_on_vertex(dataset, job_dir, options, project, region, image, accelerat
         dataset=dataset, accelerator=accelerator, image=image, backbone=options.pop("backbone", "resnet-50"),
         init_checkpoint=options.pop("init_checkpoint", "") or "", init_from=options.pop("init_from", "") or "",
         params_overrides=tuple(options.pop("params_overrides", ())), hyperparameters=options)
+    if capacity is not None:
+        request.capacity = capacity
     from launcher import backends
     try:
         backend = backends.backend("vertex", project, region)

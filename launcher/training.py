@@ -18,7 +18,8 @@ import dataclasses
 import re
 import time
 
-from launcher import cloudlogging, jobspec, storage
+from launcher import cloudlogging, durations, jobspec, storage
+from launcher.capacity import Capacity
 from launcher.errors import LauncherError, UsageError
 
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
@@ -92,6 +93,8 @@ class TrainRequest:
     tensorboard: str = ""
     enable_web_access: bool = False
     resume: bool = False
+    step_time_from: str = ""            # vertex, local: a model dir whose measured step time prices --max-steps
+    capacity: Capacity = dataclasses.field(default_factory=Capacity)   # vertex: Spot, disks, reservation, key...
 
 
 @dataclasses.dataclass
@@ -104,6 +107,7 @@ class Plan:
     config_text: str
     endpoint: str
     unchecked: list = dataclasses.field(default_factory=list)    # checks a dry run could not make
+    costs: list = dataclasses.field(default_factory=list)        # the price ceiling, and what is expected
 
 
 @dataclasses.dataclass
@@ -199,23 +203,9 @@ def dataset_facts(request, project):
     return facts
 
 
-_DURATION = re.compile(r"(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?")
-
-
 def timeout_seconds(text):
     """``"3h"`` -> 10800; also ``90m``, ``45s``, ``1d``, ``2h30m`` and plain seconds."""
-    text = str(text).strip().lower()
-    if re.fullmatch(r"[0-9]+", text):
-        seconds = int(text)
-    else:
-        match = _DURATION.fullmatch(text)
-        if not text or not match:
-            raise UsageError("--timeout takes a duration such as 3h, 90m, 2h30m or 3600, got %r" % text)
-        days, hours, minutes, secs = (int(g or 0) for g in match.groups())
-        seconds = ((days * 24 + hours) * 60 + minutes) * 60 + secs
-    if seconds <= 0:
-        raise UsageError("--timeout must be positive, got %r" % text)
-    return seconds
+    return durations.seconds(text, "--timeout")
 
 
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")

@@ -11,7 +11,8 @@ import time
 
 import yaml
 
-from launcher import google_api, jobspec, training
+from launcher import capacity as capacity_lib
+from launcher import google_api, jobspec, prices, training
 from launcher.errors import LauncherError, UsageError
 
 LABEL = "synthdet_job_id"
@@ -163,7 +164,7 @@ def trainer_args(dataset, hyperparameters, num_classes=None, backbone="resnet-50
 
 
 def job_body(job_id, job_dir, pools, image, trainer_args_for, labels=None, service_account="", network="",
-             timeout_seconds=None, tensorboard="", enable_web_access=False):
+             timeout_seconds=None, tensorboard="", enable_web_access=False, capacity=None):
     """The ``customJobs.create`` body. Each pool runs the image with ``trainer_args_for(machineSpec)``;
     a pool of your own with a containerSpec that has args runs as given."""
     filled = []
@@ -194,7 +195,8 @@ def job_body(job_id, job_dir, pools, image, trainer_args_for, labels=None, servi
         spec["enableWebAccess"] = True
     all_labels = dict(labels or {})
     all_labels[LABEL] = label_value(job_id)
-    return {"displayName": job_id, "labels": all_labels, "jobSpec": spec}
+    body = {"displayName": job_id, "labels": all_labels, "jobSpec": spec}
+    return capacity_lib.apply(body, capacity or capacity_lib.Capacity(), capacity_lib.machines(filled))
 
 
 def with_job_id(body, job_id):
@@ -209,6 +211,8 @@ def gcloud_command(body, region, config_path):
     labels = ",".join("%s=%s" % item for item in sorted(body["labels"].items()))
     flags = ["--region=%s" % region, "--display-name=%s" % body["displayName"], "--labels=%s" % labels,
              "--config=%s" % config_path]
+    if body.get("encryptionSpec"):
+        flags.append("--kms-key=%s" % body["encryptionSpec"]["kmsKeyName"])
     return " \\\n    ".join(["gcloud ai custom-jobs create"] + [shlex.quote(f) for f in flags])
 
 
@@ -296,6 +300,51 @@ def _dataset_facts(request, project, dry_run, unchecked):
     return training.dataset_facts(request, project)
 
 
+def _settings(request, body):
+    """What decides a step's time: the trainer's model and batch, and the machines it runs on."""
+    from trainer import config as trainer_config
+    chief = body["jobSpec"]["workerPoolSpecs"][0]["machineSpec"]
+    values = dict(trainer_config.HYPERPARAMETERS, **{k: v for k, v in request.hyperparameters.items()
+                                                     if v not in (None, "")})
+    settings = {"backbone": request.backbone, "model_size": request.model_size,
+                "train_batch_size": int(values["train_batch_size"]), "machine_type": chief.get("machineType", ""),
+                "accelerator": promise(chief), "machines": capacity_lib.machines(body["jobSpec"]["workerPoolSpecs"])}
+    if values.get("image_size"):
+        settings["image_size"] = str(values["image_size"]).replace(" ", "")
+    return settings
+
+
+def _measured_step_time(request, body, project, unchecked):
+    """The step time an earlier run with the same settings measured (its TIMING file): in
+    ``--step-time-from``, or in the job dir when resuming. None when there is none to trust."""
+    from launcher import storage
+    from trainer import timing
+    where = request.step_time_from or (request.job_dir if request.resume else "")
+    if not where:
+        return None
+    where = where.rstrip("/")
+    if where.startswith("gs://") and not google_api.has_credentials():
+        unchecked.append("no Google credentials: %s/%s was not read, so there is no expected cost"
+                         % (where, timing.FILE))
+        return None
+    text = storage.read_text(storage.join(where, timing.FILE), project, missing_ok=True)
+    if not text:
+        if request.step_time_from:
+            raise UsageError("--step-time-from %s holds no %s: pass the model dir of a finished training run"
+                             % (where, timing.FILE))
+        return None
+    try:
+        measured = timing.parse(text, "%s/%s" % (where, timing.FILE))
+    except ValueError as error:
+        raise UsageError(str(error))
+    differs = timing.differences(measured["settings"], _settings(request, body))
+    if differs:
+        unchecked.append("no expected cost: the step time in %s was measured with other settings (%s)"
+                         % (where, "; ".join(differs)))
+        return None
+    return dict(measured, where=where)
+
+
 def build_plan(request, project, region, local=False, dry_run=False):
     """The checked ``customJobs.create`` body for ``request``: for Vertex AI, or (``local``) for the
     same job run on this machine, where the dataset and job dir may be local folders."""
@@ -338,6 +387,7 @@ def build_plan(request, project, region, local=False, dry_run=False):
     else:
         pools = worker_pools(request.accelerator or "gpu", request.gpus, request.replicas)
     strategy_name = strategy(pools)
+    unchecked += capacity_lib.check(request.capacity, region)
     init = request.init_checkpoint or ("imagenet" if request.backbone in trainer_config.IMAGENET_CHECKPOINTS
                                        else "none")
     try:
@@ -359,10 +409,16 @@ def build_plan(request, project, region, local=False, dry_run=False):
                                   spec, overrides, None if init == "none" else init, init_from,
                                   request.model_size),
         labels=request.labels, service_account=request.service_account, network=request.network,
-        timeout_seconds=timeout, tensorboard=request.tensorboard, enable_web_access=request.enable_web_access)
+        timeout_seconds=timeout, tensorboard=request.tensorboard, enable_web_access=request.enable_web_access,
+        capacity=request.capacity)
     parent = "projects/%s/locations/%s" % (project or "PROJECT", region)
+    costs = [prices.ceiling(body, region, request.capacity).line]
+    measured = _measured_step_time(request, body, project, unchecked)
+    if measured:
+        costs.append(prices.expected(body, region, request.capacity, measured["seconds_per_step"],
+                                     int(values["max_steps"]), measured["where"]))
     return training.Plan(request, body, gcloud_command(body, region, "job.yaml"), "job.yaml", config_yaml(body),
-                         "POST %s/customJobs" % parent, unchecked)
+                         "POST %s/customJobs" % parent, unchecked, costs)
 
 
 class VertexBackend(training.Backend):

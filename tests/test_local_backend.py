@@ -163,3 +163,62 @@ def test_ctrl_c_stops_a_training_within_seconds_leaving_a_whole_checkpoint(work)
     import tensorflow as tf
     latest = tf.train.latest_checkpoint(str(work / "runs" / "stop"))
     assert latest and tf.train.load_variable(latest, "global_step/.ATTRIBUTES/VARIABLE_VALUE") >= 2
+
+
+def children(pid):
+    """The processes whose parent is ``pid`` (the replicas a local job started)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    return found
+
+
+def test_a_training_killed_like_a_preempted_spot_vm_resumes_from_its_newest_checkpoint(work):
+    import tensorflow as tf
+    args = ["train", "--backend", "local", "--accelerator", "cpu", "--spot", "--dataset", "data", "--job-dir",
+            "runs/spot", "--job-id", "spot_1", "--max-steps", 10, "--train-steps-per-eval", 10, *SMALL,
+            "--params-override", "{trainer: {steps_per_loop: 2, checkpoint_interval: 2}}"]
+    job = subprocess.Popen([sys.executable, "-m", "launcher"] + [str(a) for a in args], cwd=work,
+                           env=environment(work), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    steps = 0
+    for line in job.stdout:
+        steps += "] step " in line
+        if steps == 2:      # the checkpoint of step 2 is written after the first loop's line
+            break
+    (replica,) = children(job.pid)
+    os.kill(replica, signal.SIGKILL)        # no SIGTERM, no grace: the worst a preemption does
+    out, err = job.communicate(timeout=60)
+    assert job.returncode == 1 and "job spot_1 ended FAILED" in err, out + err
+    checkpoints = work / "runs" / "spot" / "checkpoints"
+    newest = tf.train.load_variable(tf.train.latest_checkpoint(str(checkpoints)), "global_step/.ATTRIBUTES/VARIABLE_VALUE")
+    assert 2 <= newest < 10
+
+    code, out, err = command("launcher", *args, "--resume", work=work)
+    assert code == 0, out + err
+    assert "job spot_1 ended FAILED" in out and "started attempt spot_1_attempt2" in out
+    assert "[workerpool0-0] resuming from the checkpoint at step %d" % newest in out
+    assert "local job spot_1_attempt2: SUCCEEDED" in out
+    assert json.loads((checkpoints / "metrics.json").read_text())["step"] == 10
+    measured = json.loads((checkpoints / "timing.json").read_text())
+    assert measured["steps"] > 0 and measured["settings"]["machine_type"] == "n1-standard-8"
+
+    # the measured step time prices the next run with the same settings, and only those
+    code, out, err = command("launcher", *[a if a != "runs/spot" else "runs/next" for a in args],
+                             "--step-time-from", "runs/spot/checkpoints", "--max-steps", 5000, "--dry-run", work=work)
+    assert code == 0, err
+    from launcher import prices
+    hours = measured["seconds_per_step"] * 5000 / 3600.0
+    cost = prices.money(hours * prices.PER_HOUR["us-central1"]["n1-standard-8"][1])
+    assert "expected: $%s for 5000 steps (%.2f s a step, measured in runs/spot/checkpoints" % (
+        cost, measured["seconds_per_step"]) in out, out
+    code, out, err = command("launcher", *[a if a != "runs/spot" else "runs/next" for a in args],
+                             "--step-time-from", "runs/spot/checkpoints", "--train-batch-size", 8, "--dry-run",
+                             work=work)
+    assert code == 0 and "expected:" not in out
+    assert "measured with other settings (train_batch_size: 4 there, 8 here)" in out

@@ -6,7 +6,7 @@ import os
 import time
 
 from tfproc import console
-from trainer import config, devices, plots
+from trainer import config, devices, plots, timing
 from trainer.dataset import DatasetError
 
 
@@ -208,12 +208,31 @@ def _train(dataset, model_dir, backbone, init_checkpoint, init_from, strategy, t
         progress.stop()
     _say("trained to step %d in %s; checkpoints in %s" % (
         params.trainer.train_steps, engine.duration(time.time() - began), model_dir))
+    if chief:
+        keep_step_time(model_dir, progress, params.trainer.train_steps, {
+            "backbone": backbone, "model_size": model_size, "train_batch_size": params.task.train_data.global_batch_size,
+            "image_size": "%d,%d" % tuple(size[:2]), "machine_type": machine_type or "",
+            "accelerator": expect_accelerator or None, "machines": machines})
     unused = variables_without_gradients(log)
     if unused:
         _say("note: %s" % explain_unused(unused, backbone))
     if chief and aip_model_dir and absolute(aip_model_dir) != model_dir:
         _say("exported the SavedModel to %s" % engine.export(params, latest_checkpoint(model_dir), aip_model_dir))
     return model_dir
+
+
+def keep_step_time(model_dir, progress, final_step, settings):
+    """MODEL_DIR/timing.json: the seconds a step took after the first loop (evaluations included)."""
+    if progress.first_step_at is None:
+        return
+    began, first = progress.first_step_at
+    if final_step <= first:
+        return
+    import tensorflow as tf
+    path = os.path.join(model_dir, timing.FILE)
+    with tf_gfile_writer(path + ".tmp") as f:
+        f.write(timing.record((time.time() - began) / (final_step - first), final_step - first, settings).encode())
+    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
 
 
 def variables_without_gradients(log):

@@ -1,0 +1,157 @@
+"""Spot, flex-start, restarts, disks, reservations, persistent resources and keys on the Vertex job
+body, the rules Vertex would refuse, and the price ceiling every dry run prints. The dry runs are
+typed as a user types them, from a folder of their own, with no account."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from test_launcher import PROJECT, dataset, job_dir  # noqa: F401  (fixtures)
+from test_vertex import JOBS, fake_vertex, vertex_train  # noqa: F401  (fixtures)
+
+RESERVATION = "projects/%s/zones/us-central1-a/reservations/l4-pool" % PROJECT
+KEY = "projects/%s/locations/us-central1/keyRings/ring/cryptoKeys/jobs" % PROJECT
+DRY = ["train", "--dry-run", "--dataset", "gs://bucket/out", "--job-dir", "gs://bucket/model", "--image", "img:1",
+       "--job-id", "priced"]
+
+
+def launcher(*args, cwd):
+    env = dict(os.environ, NO_GCE_CHECK="true")
+    env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
+    env.pop("GOOGLE_CLOUD_PROJECT", None)
+    done = subprocess.run([sys.executable, "-m", "launcher"] + [str(a) for a in args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    return done.returncode, done.stdout, done.stderr
+
+
+def body_of(out):
+    return json.JSONDecoder().raw_decode(out[out.index("{"):])[0]
+
+
+def strict(body, message):
+    """The body parses against the aiplatform v1 message with unknown fields refused."""
+    from google.protobuf import json_format
+    types = pytest.importorskip("google.cloud.aiplatform_v1.types")
+    cls = {"CustomJob": types.CustomJob, "PipelineJob": types.PipelineJob}[message]
+    return json_format.ParseDict(body, cls.pb(cls()), ignore_unknown_fields=False)
+
+
+def test_every_flag_lands_where_custom_job_wants_it(tmp_path):
+    code, out, err = launcher(*DRY, "--gpus", "2", "--replicas", "3", "--spot", "--boot-disk-size-gb", "250",
+                              "--boot-disk-type", "pd-standard", "--reservation", RESERVATION, "--kms-key", KEY,
+                              "--timeout", "72h", cwd=tmp_path)
+    assert code == 0, err
+    body = body_of(out)
+    job = strict(body, "CustomJob")
+    assert job.job_spec.scheduling.strategy == 4                    # SPOT
+    assert job.job_spec.scheduling.restart_job_on_worker_restart    # the default for three machines
+    assert job.job_spec.scheduling.timeout.seconds == 72 * 3600
+    assert len(job.job_spec.worker_pool_specs) == 2
+    for pool in job.job_spec.worker_pool_specs:
+        assert pool.disk_spec.boot_disk_size_gb == 250 and pool.disk_spec.boot_disk_type == "pd-standard"
+        affinity = pool.machine_spec.reservation_affinity
+        assert affinity.reservation_affinity_type == 3          # SPECIFIC_RESERVATION
+        assert affinity.key == "compute.googleapis.com/reservation-name" and list(affinity.values) == [RESERVATION]
+    assert job.encryption_spec.kms_key_name == KEY
+    assert "--kms-key=%s" % KEY in out                          # the gcloud twin says it too
+    assert "not checked: --spot with --reservation" in out      # Vertex's documents do not say; it decides
+    from launcher import prices
+    ceiling = 3 * prices.PER_HOUR["us-central1"]["g2-standard-24"][1] * 72
+    assert "price: at most $%s (3 × g2-standard-24 with 2 × L4 each for 3 days, Spot list price, us-central1, " \
+           "prices of %s)" % ("{:,.0f}".format(ceiling), prices.PRICES_OF) in out
+
+
+def test_flex_start_waits_and_a_persistent_resource_is_not_billed_twice(tmp_path):
+    code, out, err = launcher(*DRY, "--flex-start", "--max-wait", "2h", "--disable-retries",
+                              "--persistent-resource", "train-pool-1", cwd=tmp_path)
+    assert code == 0, err
+    job = strict(body_of(out), "CustomJob")
+    assert job.job_spec.scheduling.strategy == 6 and job.job_spec.scheduling.max_wait_duration.seconds == 7200
+    assert job.job_spec.scheduling.disable_retries and not job.job_spec.scheduling.restart_job_on_worker_restart
+    assert job.job_spec.persistent_resource_id == "train-pool-1"
+    assert "price: no charge of its own: a job on persistent resource train-pool-1" in out
+
+
+def test_one_machine_does_not_restart_the_job_and_the_default_timeout_is_priced(tmp_path):
+    code, out, err = launcher(*DRY, cwd=tmp_path)
+    assert code == 0, err
+    assert "scheduling" not in body_of(out)["jobSpec"]
+    from launcher import prices
+    week = prices.PER_HOUR["us-central1"]["g2-standard-8"][0] * 7 * 24
+    assert "price: at most $%s (1 × g2-standard-8 (1 × L4) for 7 days (Vertex's default timeout: pass --timeout " \
+           "to lower this ceiling), on-demand list price" % "{:,.0f}".format(week) in out
+
+
+def test_a_machine_without_a_list_price_is_unpriced_never_guessed(tmp_path):
+    code, out, err = launcher(*DRY, "--accelerator", "a100", "--gpus", "8", "--timeout", "10h", cwd=tmp_path)
+    assert code == 0, err
+    line = [x for x in out.splitlines() if x.startswith("price:")][0]
+    assert "unknown: no on-demand list price here for a2-highgpu-8g in us-central1" in line and "$" not in line
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--spot", "--flex-start"], "--spot and --flex-start are two scheduling strategies"),
+    (["--max-wait", "2h"], "--max-wait is how long a --flex-start job may wait"),
+    (["--flex-start", "--max-wait", "soon"], "--max-wait takes a duration"),
+    (["--flex-start", "--reservation", RESERVATION], "FLEX_START (Dynamic Workload Scheduler) and persistent "
+                                                     "resources cannot be used together with a Compute Engine"),
+    (["--persistent-resource", "p1", "--reservation", RESERVATION], "--persistent-resource cannot be used with "
+                                                                    "--reservation"),
+    (["--reservation", "l4-pool"], "--reservation takes the reservation's full name"),
+    (["--reservation", RESERVATION.replace("us-central1-a", "europe-west4-b")], "outside the job's region"),
+    (["--persistent-resource", "projects/p/locations/us-central1/persistentResources/x"], "not its full name"),
+    (["--kms-key", "jobs"], "--kms-key takes projects/PROJECT/locations/LOCATION"),
+    (["--kms-key", KEY.replace("us-central1", "europe-west4")], "The key needs to be in the same region"),
+    (["--disable-retries", "--restart-on-worker-restart"], "--disable-retries turns off"),
+    (["--boot-disk-size-gb", "0"], "--boot-disk-size-gb must be a positive number"),
+])
+def test_what_vertex_refuses_ends_with_one_line_before_anything_is_sent(fake_vertex, google, dataset, flags,
+                                                                          message):
+    code, out, err = vertex_train(dataset, "refused", *flags)
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not google.calls("POST", JOBS) and not google.calls("GET", JOBS)
+
+
+def test_a_submitted_job_carries_the_choices_and_the_price_is_said_first(fake_vertex, google, dataset):
+    code, out, err = vertex_train(dataset, "spot_1", "--spot", "--replicas", "2", "--kms-key", KEY)
+    assert code == 0, err
+    body = google.calls("POST", JOBS)[0]["body"]
+    strict(body, "CustomJob")
+    assert body["jobSpec"]["scheduling"] == {"strategy": "SPOT", "restartJobOnWorkerRestart": True}
+    assert body["encryptionSpec"] == {"kmsKeyName": KEY}
+    assert err.startswith("price: at most $") and "Spot list price" in err
+    # the same command again re-attaches: the choices are part of the spec it matches
+    code, out, err = vertex_train(dataset, "spot_1", "--spot", "--replicas", "2", "--kms-key", KEY)
+    assert code == 0 and "already submitted" in out and len(google.calls("POST", JOBS)) == 1
+
+
+def test_the_pipeline_carries_the_key_and_the_scheduling_to_its_jobs(tmp_path):
+    pytest.importorskip("kfp")
+    code, out, err = launcher("pipeline", "run", "--dry-run", "--pipeline-root", "gs://bucket/root", "--source",
+                              "gs://bucket/run", "--spot", "--boot-disk-size-gb", "300", "--kms-key", KEY,
+                              "--finetune-dataset", "gs://bucket/real", cwd=tmp_path)
+    assert code == 0, err
+    body = json.loads(out[out.index("{"):])         # stdout is the body alone
+    job = strict(body, "PipelineJob")
+    assert job.encryption_spec.kms_key_name == KEY
+    from launcher.capacity import Capacity
+    carried = Capacity.from_json(body["runtimeConfig"]["parameterValues"]["capacity"])
+    assert carried == Capacity(spot=True, boot_disk_size_gb=300, kms_key=KEY)
+    assert "price of its training job: at most $" in err and "Spot list price" in err
+    assert "and of its fine-tuning job: the same again" in err
+
+
+def test_the_pipelines_training_step_sends_the_choices(fake_vertex, google, dataset, monkeypatch):
+    from launcher import steps
+    from launcher.capacity import Capacity
+    states = iter(["JOB_STATE_SUCCEEDED"])
+    google.route("GET", JOBS + r"/1000", lambda r: (200, dict(fake_vertex.jobs["1000"], state=next(states))))
+    monkeypatch.setattr(steps.time, "sleep", lambda seconds: None)
+    capacity = Capacity(spot=True, boot_disk_type="pd-ssd", kms_key=KEY).to_json()
+    steps.train_candidate(dataset, job_dir("pipe_spot"), {"max_steps": 9}, "vertex", PROJECT, "us-central1",
+                          "img:1", "gpu", "pipe_spot", capacity)
+    body = google.calls("POST", JOBS)[0]["body"]
+    assert body["jobSpec"]["scheduling"] == {"strategy": "SPOT"} and body["encryptionSpec"] == {"kmsKeyName": KEY}
+    assert body["jobSpec"]["workerPoolSpecs"][0]["diskSpec"]["bootDiskType"] == "pd-ssd"
