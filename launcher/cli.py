@@ -409,11 +409,11 @@ def pipeline():
 
 def _check_metric(ctx, param, value):
     """``synthetic.AP``, ``real.AP50``, ...: a split and a COCO metric."""
-    from trainer import engine
+    from trainer import cocoap
     where, _, key = (value or "").partition(".")
-    if value and (where not in ("synthetic", "real") or key not in engine.COCO_KEYS):
-        raise click.BadParameter("takes synthetic.KEY or real.KEY with KEY one of %s, got %r"
-                                 % (", ".join(engine.COCO_KEYS), value))
+    if value and (where not in ("synthetic", "real") or key not in cocoap.SUPPORTED):
+        raise click.BadParameter("takes synthetic.KEY or real.KEY with KEY one of %s (the metrics the paired "
+                                 "bootstrap puts an interval on), got %r" % (", ".join(cocoap.SUPPORTED), value))
     return value
 
 
@@ -434,9 +434,15 @@ def _pipeline_parameter_options(command):
         click.option("--production-dir", default="", help="where production models live (default: WORK_DIR/production)"),
         click.option("--promote", "promote_mode", type=click.Choice(["manual", "auto"]), default="manual", show_default=True,
                      help="manual: a report and the command that promotes; auto: promote a better candidate"),
+        click.option("--min-improvement", default=0.0, show_default=True, type=click.FloatRange(min=0),
+                     help="the verdict is better only when the whole 95%% interval of the difference lies above "
+                          "this (e.g. 0.01 for one AP point)"),
         click.option("--metric", default="", callback=_check_metric, help="what decides, e.g. real.AP (default: real.AP with --real-dataset, else synthetic.AP)"),
         click.option("--backbone", default="resnet-50", show_default=True,
                      type=click.Choice(["resnet-50", "resnet-18", "mobilenet"])),
+        click.option("--init-from", default="", type=click.Choice(["", "production"]), metavar="production",
+                     help="production: start the candidate from the current production model's whole network "
+                          "(seed 004); with none yet, from --init-checkpoint"),
         click.option("--init-checkpoint", default="", help="where the backbone starts (default: imagenet on Vertex "
                                                            "for resnet-50, none locally)"),
         click.option("--params-override", default="", help="for the trainer (YAML or JSON)"),
@@ -468,7 +474,7 @@ def _arguments(kw, work_dir, backend, project, region, image, run_name=""):
     values = {key: kw[key] for key in ("source", "run_definition_id", "run_execution_id", "bucket", "usim_token_secret",
                                        "eval_pct", "real_dataset", "finetune_dataset", "metric", "backbone",
                                        "params_override", "accelerator", "image_size", "promote_mode",
-                                       "init_checkpoint")}
+                                       "init_checkpoint", "min_improvement", "init_from")}
     values.update({name: kw[name] for name in jobspec.HYPERPARAMETERS if name != "image_size"})
     values.update(work_dir=work_dir.rstrip("/"), backend=backend, project=project or "", region=region,
                   production_dir=(kw["production_dir"] or work_dir.rstrip("/") + "/production"),
@@ -629,7 +635,7 @@ def require_extra(module, extra):
 def _promotion_line(report):
     if report["promoted"]:
         return "promoted the candidate to %s (%s)" % (report["production_dir"], report["reason"])
-    verdict = "better" if report["better"] else "not better"
+    verdict = report.get("verdict") or ("better" if report["better"] else "not better")
     return "the candidate is %s (%s); to promote it: %s" % (verdict, report["reason"], report["promote_command"])
 
 

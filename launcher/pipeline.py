@@ -43,13 +43,15 @@ def build(image=DEFAULT_IMAGE):
               max_steps: int, train_batch_size: int, num_eval_images: int, train_steps_per_eval: int,
               warmup_learning_rate: float, warmup_steps: int, initial_learning_rate: float, image_size: str,
               fpn_type: str, aug_scale_min: float, aug_scale_max: float, backbone: str, params_override: str,
-              init_checkpoint: str, capacity: str, work_dir: str, run_name: str, job_name: str) -> str:
+              init_checkpoint: str, init_from: str, production_dir: str, capacity: str, work_dir: str,
+              run_name: str, job_name: str) -> str:
         from launcher import steps
         name = steps.run_name(run_name, job_name)
         folder = steps.run_dir(work_dir, name)
         options = steps.train_options(max_steps, train_batch_size, num_eval_images, train_steps_per_eval,
                                       warmup_learning_rate, warmup_steps, initial_learning_rate, image_size, fpn_type,
                                       aug_scale_min, aug_scale_max, backbone, params_override, init_checkpoint)
+        options = steps.starting_point(options, init_from, production_dir)
         return steps.recorded(folder, "train", steps.train_candidate, dataset, folder + "/candidate", options,
                               backend, project, region, image, accelerator, steps.vertex_job_id(name), capacity)
 
@@ -87,13 +89,14 @@ def build(image=DEFAULT_IMAGE):
 
     @component
     def compare(candidate: str, production_dir: str, dataset: str, real_dataset: str, metric: str,
-                work_dir: str, run_name: str, job_name: str, metrics: Output[Metrics]) -> str:
+                min_improvement: float, work_dir: str, run_name: str, job_name: str,
+                metrics: Output[Metrics]) -> str:
         import json
 
         from launcher import steps
         folder = steps.run_dir(work_dir, steps.run_name(run_name, job_name))
         result = steps.recorded(folder, "compare", steps.compare, json.loads(candidate), production_dir, dataset,
-                                real_dataset, metric, folder)
+                                real_dataset, metric, folder, min_improvement)
         metrics.log_metric("candidate", result["candidate"])
         if result.get("production") is not None:
             metrics.log_metric("production", result["production"])
@@ -128,7 +131,7 @@ def build(image=DEFAULT_IMAGE):
                  fpn_type: str = hp["fpn_type"], aug_scale_min: float = hp["aug_scale_min"],
                  aug_scale_max: float = hp["aug_scale_max"], backbone: str = "resnet-50", params_override: str = "",
                  init_checkpoint: str = "", metric: str = "", promote_mode: str = "manual", image: str = image,
-                 run_name: str = "", capacity: str = "{}"):
+                 run_name: str = "", capacity: str = "{}", min_improvement: float = 0.0, init_from: str = ""):
         job = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
         run = dict(work_dir=work_dir, run_name=run_name, job_name=job)
         fetched = transfer(source=source, run_definition_id=run_definition_id, run_execution_id=run_execution_id,
@@ -142,7 +145,8 @@ def build(image=DEFAULT_IMAGE):
                           warmup_steps=warmup_steps, initial_learning_rate=initial_learning_rate,
                           image_size=image_size, fpn_type=fpn_type, aug_scale_min=aug_scale_min,
                           aug_scale_max=aug_scale_max, backbone=backbone, params_override=params_override,
-                          init_checkpoint=init_checkpoint, capacity=capacity, **run).set_display_name("train")
+                          init_checkpoint=init_checkpoint, init_from=init_from, production_dir=production_dir,
+                          capacity=capacity, **run).set_display_name("train")
         tuned = finetune(model_dir=candidate.output, finetune_dataset=finetune_dataset, finetune_steps=finetune_steps,
                          backend=backend, project=project, region=region, accelerator=accelerator, image=image,
                          train_batch_size=train_batch_size, num_eval_images=num_eval_images, image_size=image_size,
@@ -152,7 +156,7 @@ def build(image=DEFAULT_IMAGE):
                           **run).set_display_name("evaluate")
         compared = compare(candidate=scored.outputs["Output"], production_dir=production_dir,
                            dataset=converted.output, real_dataset=real_dataset, metric=metric,
-                           **run).set_display_name("compare")
+                           min_improvement=min_improvement, **run).set_display_name("compare")
         promoted = promote(comparison=compared.outputs["Output"], candidate_dir=tuned.output,
                            production_dir=production_dir, mode=promote_mode, **run).set_display_name("promote")
         for task in (fetched, converted, candidate, tuned, scored, compared, promoted):

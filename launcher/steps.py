@@ -14,8 +14,11 @@ import time
 
 from launcher import production as production_lib
 from tfproc import fsutil
+from trainer import cocoap
 
 PRODUCTION = production_lib.POINTER
+RESAMPLES = 200
+REPORTED = ("AP", "AP50", "AP75", "ARmax100")      # the report's metric table, each with its interval
 
 
 class StepFailed(RuntimeError):
@@ -97,6 +100,26 @@ def train_options(max_steps, train_batch_size, num_eval_images, train_steps_per_
     options = {k: v for k, v in options.items() if v not in (0, 0.0, "", None)}
     if params_override:
         options["params_overrides"] = [params_override]
+    return options
+
+
+def starting_point(options, init_from, production_dir):
+    """The training options with ``init_from`` "production": the current production model's whole
+    network, or, with no production model yet, ``--init-checkpoint`` as before (both said)."""
+    from tfproc import console
+    if init_from not in ("", "production"):
+        raise StepFailed("init_from must be production or empty, got %r" % init_from)
+    if not init_from:
+        return options
+    model = production_model(production_dir)
+    if model is None:
+        console.say("no production model in %s yet: the candidate starts from %s instead" % (
+            production_dir, "--init-checkpoint %s" % options["init_checkpoint"] if options.get("init_checkpoint")
+            else "the default of --init-checkpoint"))
+        return options
+    console.say("the candidate starts from the production model %s (its whole network)" % model)
+    options = dict(options, init_from=model)
+    options.pop("init_checkpoint", None)
     return options
 
 
@@ -226,7 +249,7 @@ def evaluate(model_dir, dataset, name, split="eval", output=None):
         metrics = commands.evaluate(dataset, model_dir, split, output=output or _join(model_dir, "eval_" + name))
     except commands.TrainerError as error:
         raise StepFailed("evaluating %s on %s failed: %s" % (model_dir, dataset, error))
-    metrics.pop("path", None)
+    metrics["matches"] = _join(os.path.dirname(metrics.pop("path")), cocoap.MATCHES)
     return metrics
 
 
@@ -264,29 +287,67 @@ def production_model(production_dir):
     return production_lib.current_model(production_dir)
 
 
-def compare(candidate, production_dir, dataset, real_dataset="", metric="", folder=""):
-    """Candidate against the production model on the same data, by ``metric`` (e.g. real.AP). The
-    production model's scores go under the run's own FOLDER/production_scores/, never into the
-    production folder; the comparison is written to FOLDER/comparison.json."""
+def compare(candidate, production_dir, dataset, real_dataset="", metric="", folder="", min_improvement=0.0,
+            resamples=RESAMPLES):
+    """Candidate against the production model on the same images, by ``metric`` (e.g. real.AP):
+    the difference, its 95% interval from a paired bootstrap over the images (the detections and
+    their matching computed once), and the verdict: ``better`` when the interval lies above
+    ``min_improvement``, ``worse`` when it lies below 0, ``within noise`` otherwise. The
+    production model's scores go under FOLDER/production_scores/, never into the production folder;
+    the comparison is written to FOLDER/comparison.json."""
     metric = metric or default_metric(real_dataset)
+    where, _, key = metric.partition(".")
     production = production_model(production_dir)
     result = {"metric": metric, "candidate": metric_value(candidate, metric), "candidate_metrics": candidate,
-              "production_model": production}
+              "production_model": production, "min_improvement": min_improvement}
     if production is None:
         usable = math.isfinite(result["candidate"]) and result["candidate"] >= 0
-        result.update(production=None, better=usable,
-                      reason="no production model yet" if usable else
-                      "no production model yet, but the candidate's %s is %s: it scored nothing, so it is not "
-                      "promoted" % (metric, result["candidate"]))
+        result.update(production=None, better=usable, verdict="first model" if usable else "scored nothing",
+                      difference=None, ci95=None, resamples=0, images=candidate[where].get("images"),
+                      reason="no production model yet; the candidate's %s is %.4f" % (metric, result["candidate"])
+                      if usable else "no production model yet, but the candidate's %s is %s: it scored nothing, so "
+                      "it is not promoted" % (metric, result["candidate"]))
+        scored = {}
     else:
         scored = evaluate_all(production, dataset, real_dataset,
                               output=_join(folder, "production_scores") if folder else _join(production, "eval"))
         result.update(production=metric_value(scored, metric), production_metrics=scored)
-        result["better"] = result["candidate"] > result["production"]
-        result["reason"] = "%s: candidate %.4f, production %.4f" % (metric, result["candidate"], result["production"])
+        result.update(_interval(candidate[where], scored[where], key, resamples))
+        result["intervals"] = {"%s.%s" % (split, name): _interval(candidate[split], scored[split], name, resamples)
+                               for split in ("synthetic", "real") if split in candidate and split in scored
+                               for name in REPORTED}
+        result["verdict"] = cocoap.verdict(result["ci95"], min_improvement)
+        result["better"] = result["verdict"] == "better"
+        result["reason"] = "%s: candidate %.4f, production %.4f; difference %+.4f, 95%% interval [%+.4f, %+.4f] " \
+                           "over %d resamples of %d images: %s" % (
+                               metric, result["candidate"], result["production"], result["difference"],
+                               result["ci95"][0], result["ci95"][1], result["resamples"], result["images"],
+                               result["verdict"])
+    result["per_class"] = {name: {cls: {"candidate": ap, "production": (scored.get(name) or {}).get(
+        "per_class_AP", {}).get(cls)} for cls, ap in sorted((candidate[name].get("per_class_AP") or {}).items())}
+        for name in ("synthetic", "real") if name in candidate}
     if folder:
         _write_json(_join(folder, "comparison.json"), result)
     return result
+
+
+
+
+def _interval(candidate_scores, production_scores, key, resamples):
+    """The paired bootstrap of ``key`` between two evaluations of the same images."""
+    if key not in cocoap.SUPPORTED:
+        raise StepFailed("%s has no interval: compare by one of %s" % (key, ", ".join(cocoap.SUPPORTED)))
+    tables = []
+    for scores in (candidate_scores, production_scores):
+        try:
+            tables.append(cocoap.load(fsutil.read_bytes(scores["matches"])))
+        except (KeyError, OSError, ValueError) as error:
+            raise StepFailed("the per-image matches of an evaluation (%s) cannot be read (%s): evaluate the model "
+                             "again with this version" % (scores.get("matches"), error))
+    try:
+        return cocoap.paired_bootstrap(tables[0], tables[1], key, resamples)
+    except ValueError as error:
+        raise StepFailed(str(error))
 
 
 def promote_command(candidate_dir, production_dir, run):
@@ -301,6 +362,8 @@ def promote(comparison, candidate_dir, production_dir, mode="manual", folder="",
     run = run or os.path.basename(folder.rstrip("/")) or "manual"
     report = {"metric": comparison["metric"], "candidate": comparison["candidate"],
               "production": comparison.get("production"), "better": comparison["better"],
+              "verdict": comparison.get("verdict"), "difference": comparison.get("difference"),
+              "ci95": comparison.get("ci95"),
               "reason": comparison.get("reason", ""), "mode": mode, "candidate_dir": candidate_dir,
               "production_dir": production_dir, "promoted": False, "run": run,
               "promote_command": promote_command(candidate_dir, production_dir, run)}
@@ -315,6 +378,8 @@ def promote(comparison, candidate_dir, production_dir, mode="manual", folder="",
         report["promoted"] = True
     if folder:
         _write_json(_join(folder, "promotion.json"), report)
+        from launcher import report as report_lib
+        report["report"] = report_lib.write(folder, comparison, report, candidate_dir, run)
     return report
 
 

@@ -104,6 +104,9 @@ def test_the_same_chain_twice_into_one_work_dir_keeps_each_run_and_the_productio
     assert {json.loads(p.read_text())["state"] for p in (first / "steps").iterdir()} == {"succeeded", "skipped"}
     log = (first / "pipeline.log").read_text()        # KFP's and the steps' own output, kept out of sight
     assert "train     succeeded" in log and "finished with status" in log
+    first_comparison = json.loads((first / "comparison.json").read_text())
+    assert first_comparison["verdict"] == "first model" and first_comparison["ci95"] is None
+    assert report_cells(first / "report.html").cells["verdict"] == "first model"
 
     # second run into the same work dir: its own folder; fine-tuned on real photos (seed 002), then
     # compared with the first run's model
@@ -111,9 +114,13 @@ def test_the_same_chain_twice_into_one_work_dir_keeps_each_run_and_the_productio
     real_train = _real_photos(tmp_path, first / "output" / "label_map.pbtxt", eval_pct=0, name="real_train")
     code, out, err = run("pipeline", "run", "--local", "--source", source, "--work-dir", work,
                          "--production-dir", production, "--real-dataset", real, "--run-id", "night-2",
-                         "--finetune-dataset", real_train, "--finetune-steps", 2, *SMALL)
+                         "--finetune-dataset", real_train, "--finetune-steps", 2, "--init-from", "production", *SMALL)
     assert code == 0, err
     second = work / "runs" / "night-2"
+    log = (second / "pipeline.log").read_text() + out + err       # in this process, KFP's output is captured here
+    assert "the candidate starts from the production model %s" % (production / "models" / "night-1") in log
+    assert "starting from the whole network of %s (step 4)" % (production / "models" / "night-1") in log
+    check_report(second, production)
     assert (second / "finetuned" / "params.yaml").exists() and (second / "finetuned" / "eval_real").exists()
     assert _runs(work) == ["night-1", "night-2"] and (second / "output" / "summary.json").exists()
     comparison = json.loads((second / "comparison.json").read_text())
@@ -153,6 +160,73 @@ def test_the_same_chain_twice_into_one_work_dir_keeps_each_run_and_the_productio
     assert steps.train(str(second / "output"), str(second / "candidate"),
                        {"max_steps": 4, "backbone": "mobilenet"}) == str(second / "candidate")
     assert sorted(os.listdir(second / "candidate")) == checkpoints
+
+
+def report_cells(path):
+    """{data-key: (data-value or text)} of report.html, the verdict and the command, and every image src."""
+    from html.parser import HTMLParser
+
+    class Cells(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.cells, self.sources, self.links, self.open, self.attrs = {}, [], [], None, {}
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            if tag == "img":
+                self.sources.append(attrs.get("src", ""))
+            if tag in ("a", "link", "script"):
+                self.links.append(attrs.get("href") or attrs.get("src") or "")
+            if "data-key" in attrs or attrs.get("id") in ("verdict", "command"):
+                self.open, self.attrs = attrs.get("data-key") or attrs["id"], attrs
+                if self.open == "verdict":
+                    self.cells["verdict"] = attrs["data-verdict"]
+                    self.open = None
+                elif "data-value" in attrs:
+                    self.cells[self.open] = attrs["data-value"]
+                    self.open = None
+
+        def handle_data(self, data):
+            if self.open:
+                self.cells[self.open] = self.cells.get(self.open, "") + data
+
+        def handle_endtag(self, tag):
+            self.open = None
+
+    parser = Cells()
+    parser.feed(path.read_text())
+    return parser
+
+
+def check_report(folder, production):
+    """report.html holds comparison.json's numbers, its verdict and command, and nothing outside itself."""
+    comparison = json.loads((folder / "comparison.json").read_text())
+    promotion = json.loads((folder / "promotion.json").read_text())
+    assert comparison["resamples"] == 200 and comparison["images"] > 0
+    assert comparison["verdict"] in ("better", "worse", "within noise")
+    low, high = comparison["ci95"]
+    assert low <= comparison["difference"] <= high
+    assert comparison["better"] == (comparison["verdict"] == "better")
+    for split in ("synthetic", "real"):
+        assert set(comparison["per_class"][split]) == set(comparison["candidate_metrics"][split]["per_class_AP"])
+        for values in comparison["per_class"][split].values():
+            assert set(values) == {"candidate", "production"}
+    page = report_cells(folder / "report.html")
+    cells = page.cells
+    assert cells["verdict"] == comparison["verdict"] and cells["command"] == promotion["promote_command"]
+    for split in ("synthetic", "real"):
+        for name in ("AP", "AP50", "AP75", "ARmax100"):
+            key = "%s.%s" % (split, name)
+            assert float(cells[key + ".candidate"]) == comparison["candidate_metrics"][split][name]
+            assert float(cells[key + ".production"]) == comparison["production_metrics"][split][name]
+            assert json.loads(cells[key + ".ci95"]) == comparison["intervals"][key]["ci95"]
+    assert json.loads(cells["real.AP.ci95"]) == comparison["ci95"]
+    for name, values in comparison["per_class"]["real"].items():
+        assert float(cells["class.%s.real.candidate" % name]) == values["candidate"]
+    assert cells["used.production model"] == str(production / "models" / "night-1")
+    assert len(page.sources) >= 3 and all(src.startswith("data:image/png;base64,") for src in page.sources)
+    assert not page.links                                  # self-contained: no links, scripts or stylesheets
+    print("report.html: %d bytes, %d pictures" % ((folder / "report.html").stat().st_size, len(page.sources)))
 
 
 def test_a_failed_local_run_names_its_step(tmp_path):

@@ -2,11 +2,12 @@
 steps both call these; each failure a user can act on is a ``TrainerError`` with one line."""
 import contextlib
 import gc
+import json
 import os
 import time
 
 from tfproc import console
-from trainer import config, devices, plots, timing
+from trainer import cocoap, config, devices, plots, timing
 from trainer.dataset import DatasetError
 
 
@@ -409,6 +410,10 @@ def _evaluate(dataset, model_dir, split, num_eval_images, output, which):
                    split=split, checkpoint=checkpoint, images=engine.images_scored() or count)
     metrics["path"] = os.path.join(out_dir, engine.METRICS)
     engine.write_metrics(metrics["path"], {k: v for k, v in metrics.items() if k != "path"})
+    table = engine.last_match_table()
+    if table is not None:
+        table.update(dataset=data.path, split=split, checkpoint=checkpoint)
+        engine.write_text(os.path.join(out_dir, cocoap.MATCHES), json.dumps(table, separators=(",", ":")) + "\n")
     curves = engine.precision_recall_curves(data.names)
     without_boxes = sorted(name for name in data.names.values() if name not in curves)
     if without_boxes:

@@ -141,10 +141,10 @@ def plain_metrics(logs, names):
 
 
 def write_metrics(path, metrics):
-    _write_text(path, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    write_text(path, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
 
-def _write_text(path, text):
+def write_text(path, text):
     """Replace ``path`` whole (gs:// objects cannot be appended to, and a reader never sees half)."""
     tf.io.gfile.makedirs(os.path.dirname(path))
     with tf.io.gfile.GFile(path + ".tmp", "w") as f:
@@ -217,7 +217,7 @@ def duration(seconds):
 def append_history(model_dir, entry):
     """One line of MODEL_DIR/metrics_history.jsonl per evaluation; returns every line so far."""
     lines = [line for line in read_history(model_dir) if line.get("step") != entry["step"]] + [entry]
-    _write_text(os.path.join(model_dir, HISTORY), "".join(json.dumps(line, sort_keys=True) + "\n" for line in lines))
+    write_text(os.path.join(model_dir, HISTORY), "".join(json.dumps(line, sort_keys=True) + "\n" for line in lines))
     return lines
 
 
@@ -320,6 +320,50 @@ def detector(params, checkpoint):
     return detect
 
 
+BOXES_KEPT = 5
+
+
+def match_table(coco_eval, min_box_score=0.3):
+    """What pycocotools decided for each image and class (all areas, the most detections), so that
+    AP can be computed again on any resample of the images (``trainer.cocoap``): the images scored,
+    the IoU thresholds, and per (image, class) the ground truths that count, each detection's score
+    and, as bits over the thresholds, whether it matched and whether it is ignored. Boxes (COCO
+    pixels [x, y, w, h]) are kept, for pictures, for the detections scoring ``min_box_score`` or
+    more and at least the first BOXES_KEPT (they come sorted by score)."""
+    import numpy as np
+    p = coco_eval.params
+    all_areas, most = list(p.areaRng[0]), p.maxDets[-1]
+    bits = 1 << np.arange(len(p.iouThrs))
+    rows = []
+    for e in coco_eval.evalImgs:
+        if e is None or list(e["aRng"]) != all_areas or e["maxDet"] != most:
+            continue
+        # a detection scoring 0 (Model Garden pads to its maximum with them) comes last and is never
+        # a match: leaving it out changes no AP or AR
+        kept = [k for k, score in enumerate(e["dtScores"][:most]) if score > 0]
+        scores = [round(float(e["dtScores"][k]), 5) for k in kept]
+        matched = (np.asarray(e["dtMatches"]).reshape(len(bits), -1)[:, kept] > 0)
+        ignored = np.asarray(e["dtIgnore"]).reshape(len(bits), -1)[:, kept].astype(bool)
+        ids = [e["dtIds"][k] for k in kept]
+        gt_ignored = np.asarray(e["gtIgnore"]).astype(bool)
+        rows.append({
+            "image": int(e["image_id"]), "class": int(e["category_id"]), "gt": int((~gt_ignored).sum()),
+            "scores": scores, "matched": [int(v) for v in (matched * bits[:, None]).sum(axis=0)],
+            "ignored": [int(v) for v in (ignored * bits[:, None]).sum(axis=0)],
+            "boxes": [[round(float(v), 1) for v in coco_eval.cocoDt.anns[i]["bbox"]]
+                      for rank, (i, score) in enumerate(zip(ids, scores))
+                      if score >= min_box_score or rank < BOXES_KEPT],
+            "gt_boxes": [[round(float(v), 1) for v in coco_eval.cocoGt.anns[i]["bbox"]]
+                         for i, ignore in zip(e["gtIds"], gt_ignored) if not ignore]})
+    return {"images": [int(i) for i in p.imgIds], "iou_thresholds": [round(float(t), 2) for t in p.iouThrs],
+            "max_detections": int(most), "box_min_score": min_box_score, "rows": rows}
+
+
+def last_match_table():
+    """The match table of the last COCO evaluation in this process, or None."""
+    return _PRECISION.get("matches")
+
+
 def enable_per_class_ap():
     """Model Garden reports per-class AP from ``COCOeval.category_stats``, which pycocotools does not
     compute: derive it from the precision table that ``summarize`` leaves (all areas, 100 detections)."""
@@ -332,7 +376,8 @@ def enable_per_class_ap():
     def summarize_with_categories(self):
         summarize(self)
         precision = self.eval["precision"]          # [IoU thresholds, recall, class, area, max dets]
-        _PRECISION.update(table=precision, class_ids=list(self.params.catIds), images=len(self.params.imgIds))
+        _PRECISION.update(table=precision, class_ids=list(self.params.catIds), images=len(self.params.imgIds),
+                          matches=match_table(self))
         stats = np.full((12, precision.shape[2]), -1.0)
         for row, thresholds in ((0, slice(None)), (1, 0), (2, 5)):     # AP, AP50, AP75
             for k in range(precision.shape[2]):
