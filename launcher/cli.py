@@ -611,6 +611,90 @@ def _pipeline_costs(arguments, capacity, region):
     return lines
 
 
+@pipeline.command("leaderboard")
+@click.option("--work-dir", required=True, help="the runs' root: every complete run under WORK_DIR/runs/ is scored")
+@click.option("--production-dir", help="where production models live (default: WORK_DIR/production)")
+@click.option("--dataset", default="", help="synthetic data all are scored on (default: the newest run's output)")
+@click.option("--real-dataset", default="", help="real photos all are scored on (default: the ones the newest run "
+                                                 "was compared on)")
+@click.option("--since", default="", metavar="8w|30d|12h", help="only the runs that ended this recently")
+@click.option("--metric", default="", callback=_check_metric, help="what ranks them (default: real.AP with real "
+                                                                   "data, else synthetic.AP)")
+@click.option("--schedule", help="Vertex AI: instead of scoring here, create a schedule of the leaderboard pipeline "
+                                 "with this cron, e.g. \"0 6 14,28 * *\"")
+@click.option("--project", envvar="GOOGLE_CLOUD_PROJECT", help="with --schedule: the project")
+@click.option("--region", default="us-central1", show_default=True)
+@click.option("--pipeline-root", help="with --schedule: gs:// folder for the runs' artifacts")
+@click.option("--image", envvar="SYNTHDET_IMAGE", default="synthdet:latest", show_default=True)
+@click.option("--dry-run", is_flag=True, help="with --schedule: print the request; send nothing")
+@click.option("--verbose", is_flag=True, help="show TensorFlow's output instead of writing it to the leaderboard's "
+                                              "leaderboard.log")
+@_endpoint_option
+def pipeline_leaderboard(work_dir, production_dir, dataset, real_dataset, since, metric, schedule, project, region,
+                         pipeline_root, image, dry_run, verbose, api_endpoint):
+    """Score the best checkpoint of every complete candidate and the production model on the same
+    data, and rank them with intervals: WORK_DIR/leaderboards/<date>/leaderboard.json and
+    report.html. A model already scored on the same data is not scored again."""
+    from launcher import leaderboard as leaderboard_lib
+    try:
+        leaderboard_lib.since_seconds(since)
+    except ValueError as error:
+        raise UsageError(str(error))
+    production_dir = production_dir or work_dir.rstrip("/") + "/production"
+    arguments = {"work_dir": work_dir, "production_dir": production_dir, "dataset": dataset,
+                 "real_dataset": real_dataset, "since": since, "metric": metric}
+    if schedule:
+        _schedule_leaderboard(arguments, schedule, project, region, pipeline_root, image, dry_run, api_endpoint)
+        return
+    require_extra("tensorflow", "train")
+    from launcher import steps
+    from tfproc import console
+    for key in ("work_dir", "production_dir", "dataset", "real_dataset"):
+        if arguments[key] and "://" not in arguments[key]:
+            arguments[key] = os.path.abspath(arguments[key])
+    today = time.strftime("%Y-%m-%d")
+    folder = arguments["work_dir"].rstrip("/") + "/" + leaderboard_lib.FOLDER + "/" + today
+    click.echo("leaderboard of %s: %s" % (arguments["work_dir"], folder), err=True)
+    try:
+        with console.quiet(verbose):
+            if not verbose:
+                console.keep_log_at(folder + "/leaderboard.log")
+            board = leaderboard_lib.build(**arguments, today=today)
+    except steps.StepFailed as error:
+        raise LauncherError(str(error))
+    for entry in board["entries"]:
+        vs = entry["vs_production"]
+        click.echo("%d. %-24s %-10s %s %.4f [%.4f, %.4f]%s" % (
+            entry["rank"], entry["run"], entry["kind"], board["metric"], entry["value"], entry["ci95"][0],
+            entry["ci95"][1], "  %+.4f against production: %s" % (vs["difference"], vs["verdict"]) if vs else ""))
+    click.echo("leaderboard: %s/leaderboard.json and report.html" % board["folder"])
+
+
+def _schedule_leaderboard(arguments, schedule, project, region, pipeline_root, image, dry_run, api_endpoint):
+    require_extra("kfp", "pipeline")
+    import tempfile
+
+    from launcher import pipeline as pipeline_lib
+    from launcher import pipelines_api
+    if dry_run and not project:
+        project = "PROJECT"
+    if not (project and pipeline_root and pipeline_root.startswith("gs://")):
+        raise UsageError("--schedule needs --project and a gs:// --pipeline-root")
+    if not arguments["work_dir"].startswith("gs://"):
+        raise UsageError("--schedule needs a gs:// --work-dir: the scheduled runs read it on Vertex AI")
+    with tempfile.TemporaryDirectory() as scratch:
+        spec = pipelines_api.load_spec(pipeline_lib.compile_leaderboard_to(os.path.join(scratch, "l.yaml"), image))
+    job = pipelines_api.job_body(spec, pipeline_lib.LEADERBOARD, pipeline_root, arguments)
+    body = pipelines_api.schedule_body(job, pipeline_lib.LEADERBOARD, schedule)
+    if dry_run:
+        click.echo("POST projects/%s/locations/%s/schedules (not sent):" % (project, region))
+        click.echo(json.dumps(body, indent=2))
+        return
+    created = pipelines_api.Pipelines(project, region, api_endpoint).create_schedule(body)
+    click.echo("schedule %s: %s (%s); each run writes WORK_DIR/leaderboards/<date>/"
+               % (created.get("name"), schedule, created.get("state", "ACTIVE")))
+
+
 _PIPELINE_JOB_ID = re.compile(r"^[a-z0-9-]{1,127}$")
 
 

@@ -171,6 +171,38 @@ def compile_to(path, image=DEFAULT_IMAGE):
     return path
 
 
+LEADERBOARD = "synthdet-leaderboard"
+
+
+def build_leaderboard(image=DEFAULT_IMAGE):
+    """The second pipeline, of one step: ``launcher.leaderboard.build``, to run on a schedule."""
+    from kfp import dsl
+
+    @dsl.component(base_image=image, install_kfp_package=False)
+    def leaderboard(work_dir: str, production_dir: str, dataset: str, real_dataset: str, since: str,
+                    metric: str) -> str:
+        import json
+
+        from launcher import leaderboard as leaderboard_lib
+        board = leaderboard_lib.build(work_dir, production_dir, dataset, real_dataset, since, metric)
+        return json.dumps({k: board[k] for k in ("metric", "folder", "images")})
+
+    @dsl.pipeline(name=LEADERBOARD, description="every complete candidate under WORK_DIR/runs/ and the production "
+                                                "model, scored on the same data and ranked with intervals")
+    def synthdet_leaderboard(work_dir: str, production_dir: str, dataset: str = "", real_dataset: str = "",
+                             since: str = "", metric: str = ""):
+        leaderboard(work_dir=work_dir, production_dir=production_dir, dataset=dataset, real_dataset=real_dataset,
+                    since=since, metric=metric).set_caching_options(False)
+
+    return synthdet_leaderboard
+
+
+def compile_leaderboard_to(path, image=DEFAULT_IMAGE):
+    from kfp import compiler
+    compiler.Compiler().compile(build_leaderboard(image), path)
+    return path
+
+
 def run_locally(pipeline_root, arguments, image=DEFAULT_IMAGE, verbose=False):
     """The same pipeline with KFP's local runner, in this environment (subprocess mode). A failure
     names the step that failed, from the run's own step records."""

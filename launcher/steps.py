@@ -365,7 +365,7 @@ def promote(comparison, candidate_dir, production_dir, mode="manual", folder="",
               "verdict": comparison.get("verdict"), "difference": comparison.get("difference"),
               "ci95": comparison.get("ci95"),
               "reason": comparison.get("reason", ""), "mode": mode, "candidate_dir": candidate_dir,
-              "production_dir": production_dir, "promoted": False, "run": run,
+              "production_dir": production_dir, "promoted": False, "run": run, "time": round(time.time(), 1),
               "promote_command": promote_command(candidate_dir, production_dir, run)}
     try:
         current = production_lib.read_pointer(production_dir) if production_dir else None

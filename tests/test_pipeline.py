@@ -150,6 +150,33 @@ def test_the_same_chain_twice_into_one_work_dir_keeps_each_run_and_the_productio
     assert json.loads((production / "production.json").read_text())["current"]["name"] == "night-1"
     assert (production / "models" / "night-2" / "COMPLETE").exists()      # kept, write-once
 
+    # all candidates side by side with production (night-1 again), on the newest run's data
+    import subprocess
+    import sys
+    board_command = [sys.executable, "-m", "launcher", "pipeline", "leaderboard", "--work-dir", "work",
+                     "--production-dir", "production"]
+    done = subprocess.run(board_command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (folder,) = (work / "leaderboards").glob("20*")
+    board = json.loads((folder / "leaderboard.json").read_text())
+    assert board["metric"] == "real.AP" and board["dataset"] == str(second / "output")
+    assert sorted((e["run"], e["kind"]) for e in board["entries"]) == [
+        ("night-1", "candidate"), ("night-2", "candidate"), ("production (night-1)", "production")]
+    assert [e["rank"] for e in board["entries"]] == [1, 2, 3]
+    values = [e["value"] for e in board["entries"]]
+    assert values == sorted(values, reverse=True)
+    for entry in board["entries"]:
+        assert entry["ci95"][0] <= entry["value"] <= entry["ci95"][1]
+        assert (entry["vs_production"] is None) == (entry["kind"] == "production")
+        assert set(entry["per_class"]) == {"synthetic", "real"}
+    by_run = {e["run"]: e for e in board["entries"]}
+    assert by_run["night-1"]["value"] == by_run["production (night-1)"]["value"]      # the same weights
+    assert "production (night-1) on %s: scored before" % (second / "output") in done.stderr
+    cells = report_cells(folder / "report.html").cells
+    assert float(cells["night-2.value"]) == by_run["night-2"]["value"]
+    done = subprocess.run(board_command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0 and "scoring the checkpoint" not in done.stderr, done.stderr   # all reused
+
     # a step run again in the same run gives back its result: nothing converted or trained again
     from launcher import steps
     stamp = os.path.getmtime(second / "output" / "summary.json")

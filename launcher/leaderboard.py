@@ -1,0 +1,202 @@
+"""All candidates side by side (seed 004's post-processing): the best checkpoint of every complete
+run under WORK_DIR/runs/, and the production model, scored on the same data, ranked with intervals.
+
+    board = leaderboard.build("W", "W/production", dataset="", real_dataset="", since="8w")
+    # W/leaderboards/<date>/leaderboard.json and report.html; scores kept under W/leaderboards/scores/
+
+A run is complete when its promote step wrote promotion.json. Scores are kept per checkpoint and
+data (W/leaderboards/scores/<hash>/), so a model already scored on the same data is not scored
+again. Intervals come from one set of resamples of the images shared by every model, so the
+entries' intervals and their differences from production are paired.
+"""
+import datetime
+import hashlib
+import html
+import json
+import os
+import time
+
+import numpy as np
+
+from launcher import production as production_lib
+from launcher import report as report_lib
+from launcher.steps import RESAMPLES, StepFailed, _join, _read_json, _write_json
+from tfproc import console, fsutil
+from trainer import cocoap
+
+FOLDER = "leaderboards"
+
+
+def since_seconds(text):
+    """``8w``, ``30d``, ``12h`` -> seconds; "" -> None (every run)."""
+    if not text:
+        return None
+    units = {"w": 7 * 86400, "d": 86400, "h": 3600}
+    text = text.strip().lower()
+    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit() or int(text[:-1]) <= 0:
+        raise ValueError("--since takes a number and w, d or h (e.g. 8w, 30d), got %r" % text)
+    return int(text[:-1]) * units[text[-1]]
+
+
+def complete_runs(work_dir, since=None, now=None):
+    """``[(run name, candidate dir, promotion)]`` of the runs whose promote step ended, newest first."""
+    runs = _join(work_dir, "runs")
+    if fsutil.is_remote(runs):
+        names = sorted({path.split("/")[0] for path, _ in fsutil.iter_tree(runs, sizes=False)
+                        if path.count("/") == 1 and path.endswith("/promotion.json")})
+    else:
+        names = sorted(os.listdir(runs)) if os.path.isdir(runs) else []
+    found = []
+    for name in names:
+        path = _join(_join(runs, name), "promotion.json")
+        promotion = _read_json(path)
+        if not promotion or not promotion.get("candidate_dir"):
+            continue
+        written = float(promotion.get("time") or 0) or _modified(path)
+        if since is not None and written < (now or time.time()) - since:
+            continue
+        found.append((written, name, promotion["candidate_dir"], promotion))
+    return [(name, candidate, promotion) for _, name, candidate, promotion in sorted(found, reverse=True)]
+
+
+def _modified(path):
+    try:
+        return os.path.getmtime(path)
+    except OSError:
+        return 0.0
+
+
+def score(model_dir, identity, dataset, scores_root, name):
+    """COCO scores and matches of ``model_dir``'s best checkpoint (else its newest) on ``dataset``.
+    ``identity`` names the weights: a model dir, or for a production model the candidate it was
+    promoted from. Reused when those weights were scored on that data before: under SCORES_ROOT,
+    or by the run's own evaluate step."""
+    from trainer import commands, engine
+    checkpoint = engine.choose_checkpoint(model_dir, "best") or engine.choose_checkpoint(model_dir, "latest")
+    if not checkpoint:
+        raise StepFailed("%s holds no checkpoint" % model_dir)
+    step, split = engine.step_of(checkpoint), _split(dataset)
+    key = hashlib.sha1(("%s\n%d\n%s\n%s" % (identity, step, dataset, split)).encode()).hexdigest()[:16]
+    out = _join(scores_root, key)
+    for folder in (out, _join(model_dir, "eval_synthetic"), _join(model_dir, "eval_real")):
+        metrics = _read_json(_join(folder, "metrics.json"))
+        if metrics and metrics.get("dataset") == dataset and metrics.get("split") == split and \
+                metrics.get("step") == step and fsutil.is_file(_join(folder, cocoap.MATCHES)):
+            console.say("  %s on %s: scored before (%s)" % (name, dataset, folder))
+            return dict(metrics, matches=_join(folder, cocoap.MATCHES))
+    console.say("  %s on %s: scoring the checkpoint of step %d" % (name, dataset, step))
+    try:
+        metrics = commands.evaluate(dataset, model_dir, split, output=out, checkpoint=str(step))
+    except commands.TrainerError as error:
+        raise StepFailed("scoring %s on %s failed: %s" % (model_dir, dataset, error))
+    metrics.pop("path", None)
+    return dict(metrics, matches=_join(out, cocoap.MATCHES))
+
+
+def _split(dataset):
+    from launcher import steps
+    return steps._split_with_images(dataset)
+
+
+def build(work_dir, production_dir, dataset="", real_dataset="", since="", metric="", resamples=RESAMPLES,
+          today=None):
+    """Score every complete candidate and the production model on the same data; write
+    W/leaderboards/<date>/leaderboard.json and report.html. Returns the leaderboard."""
+    runs = complete_runs(work_dir, since_seconds(since))
+    if not runs:
+        raise StepFailed("no complete run under %s%s" % (_join(work_dir, "runs"), " since %s ago" % since if since
+                                                          else ""))
+    newest = _join(_join(work_dir, "runs"), runs[0][0])
+    dataset = dataset or _join(newest, "output")
+    if not real_dataset:
+        compared = _read_json(_join(newest, "comparison.json")) or {}
+        real_dataset = ((compared.get("candidate_metrics") or {}).get("real") or {}).get("dataset", "")
+    metric = metric or ("real.AP" if real_dataset else "synthetic.AP")
+    where, _, key = metric.partition(".")
+    if key not in cocoap.SUPPORTED or where not in ("synthetic", "real") or (where == "real" and not real_dataset):
+        raise StepFailed("--metric %s: pass synthetic.KEY, or real.KEY with --real-dataset (KEY one of %s)"
+                         % (metric, ", ".join(cocoap.SUPPORTED)))
+    scores_root = _join(_join(work_dir, FOLDER), "scores")
+    models = [(name, candidate, production_lib.normal_path(candidate), "candidate") for name, candidate, _ in runs]
+    current = production_lib.current_model(production_dir)
+    if current:
+        pointer = (production_lib.read_pointer(production_dir) or {}).get("current") or {}
+        models.append(("production (%s)" % pointer.get("name", "?"), current, pointer.get("source") or current,
+                       "production"))
+    entries = []
+    console.say("scoring %d models on %s%s" % (len(models), dataset, " and %s" % real_dataset if real_dataset else ""))
+    for name, model_dir, identity, kind in models:
+        scored = {"synthetic": score(model_dir, identity, dataset, scores_root, name)}
+        if real_dataset:
+            scored["real"] = score(model_dir, identity, real_dataset, scores_root, name)
+        entries.append({"run": name, "model": model_dir, "kind": kind, "scores": scored})
+    _intervals(entries, metric, resamples)
+    entries.sort(key=lambda e: -e["value"])
+    for rank, entry in enumerate(entries, 1):
+        entry["rank"] = rank
+    board = {"metric": metric, "dataset": dataset, "real_dataset": real_dataset or None, "resamples": resamples,
+             "images": entries[0]["images"], "since": since or None, "production_dir": production_dir,
+             "entries": [{k: e[k] for k in ("rank", "run", "model", "kind", "value", "ci95", "vs_production",
+                                             "per_class")} for e in entries]}
+    day = today or datetime.date.today().isoformat()
+    folder = _join(_join(work_dir, FOLDER), day)
+    _write_json(_join(folder, "leaderboard.json"), board)
+    fsutil.write_atomically(_join(folder, report_lib.NAME), render(board).encode("utf-8"))
+    board["folder"] = folder
+    return board
+
+
+def _intervals(entries, metric, resamples, seed=0):
+    """Each entry's value, its 95% interval and its paired difference from production, over one
+    set of resamples shared by all."""
+    where, _, key = metric.partition(".")
+    tables = [cocoap.load(fsutil.read_bytes(e["scores"][where]["matches"])) for e in entries]
+    images = sorted(tables[0].images)
+    for table, entry in zip(tables, entries):
+        if sorted(table.images) != images:
+            raise StepFailed("%s was scored on other images than %s" % (entry["run"], entries[0]["run"]))
+    rng = np.random.default_rng(seed)
+    draws = [np.bincount(rng.integers(0, len(images), len(images)), minlength=len(images)) for _ in range(resamples)]
+    values = np.array([[t.metric(key, t.weights(c, images)) for c in draws] for t in tables])
+    production = [i for i, e in enumerate(entries) if e["kind"] == "production"]
+    for i, (table, entry) in enumerate(zip(tables, entries)):
+        entry["value"] = table.metric(key)
+        entry["ci95"] = [float(v) for v in np.percentile(values[i], [2.5, 97.5])]
+        entry["images"] = len(images)
+        entry["per_class"] = {split: (entry["scores"][split].get("per_class_AP") or {}) for split in entry["scores"]}
+        entry["vs_production"] = None
+        if production and i != production[0]:
+            differences = values[i] - values[production[0]]
+            ci95 = [float(v) for v in np.percentile(differences, [2.5, 97.5])]
+            entry["vs_production"] = {"difference": entry["value"] - tables[production[0]].metric(key),
+                                      "ci95": ci95, "verdict": cocoap.verdict(ci95)}
+
+
+def render(board):
+    e = html.escape
+    rows = []
+    for entry in board["entries"]:
+        vs = entry["vs_production"] or {}
+        rows.append("<tr><td>%d</td><td>%s</td><td>%s</td>%s%s%s%s<td>%s</td></tr>" % (
+            entry["rank"], e(entry["run"]), e(entry["kind"]),
+            report_lib._cell("%s.value" % entry["run"], entry["value"]),
+            report_lib._interval_cell("%s.ci95" % entry["run"], entry["ci95"]),
+            report_lib._cell("%s.difference" % entry["run"], vs.get("difference"), signed=True),
+            report_lib._interval_cell("%s.vs_production" % entry["run"], vs.get("ci95")),
+            e(vs.get("verdict") or "")))
+    classes = sorted({c for entry in board["entries"] for c in entry["per_class"].get(board["metric"].split(".")[0],
+                                                                                       {})})
+    split = board["metric"].split(".")[0]
+    class_rows = ["<tr><td>%s</td>%s</tr>" % (e(entry["run"]), "".join(
+        report_lib._cell("%s.class.%s" % (entry["run"], c), entry["per_class"].get(split, {}).get(c))
+        for c in classes)) for entry in board["entries"]]
+    return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>leaderboard</title><style>%s"
+            "</style></head><body><h1>Leaderboard by %s</h1><p>%d images of %s; intervals from %d resamples of "
+            "the images, the same resamples for every model.</p><table id=\"leaderboard\"><tr><th>rank</th>"
+            "<th>run</th><th>kind</th><th>%s</th><th>95%% interval</th><th>against production</th>"
+            "<th>95%% interval</th><th>verdict</th></tr>%s</table><h2>AP per class (%s data)</h2><table><tr><th>run"
+            "</th>%s</tr>%s</table></body></html>\n" % (
+                report_lib.STYLE, e(board["metric"]), board["images"],
+                e(board["real_dataset"] if split == "real" else board["dataset"]), board["resamples"],
+                e(board["metric"]), "".join(rows), e(split), "".join("<th>%s</th>" % e(c) for c in classes),
+                "".join(class_rows)))
