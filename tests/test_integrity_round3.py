@@ -260,19 +260,40 @@ def test_a_missing_metric_fails_instead_of_scoring_zero():
         steps.metric_value({"synthetic": {"AP": 0.4}}, "real.AP")
 
 
-def test_auto_promotion_never_installs_a_worse_model(tmp_path, monkeypatch):
+def _scores(folder, hits, images=20):
+    """An evaluation of ``images`` images with one box each, of which the first ``hits`` are found:
+    its metrics and the per-image matches compare bootstraps."""
+    folder.mkdir(parents=True)
+    rows = [{"image": i, "class": 1, "gt": 1, "scores": [0.9], "matched": [1023 if i < hits else 0], "ignored": [0],
+             "boxes": [], "gt_boxes": []} for i in range(images)]
+    (folder / "matches.json").write_text(json.dumps({"images": list(range(images)), "iou_thresholds": [
+        0.5 + 0.05 * k for k in range(10)], "max_detections": 100, "rows": rows}))
+    from trainer import cocoap
+    value = cocoap.load((folder / "matches.json").read_text()).metric("AP")
+    return {"AP": value, "matches": str(folder / "matches.json"), "per_class_AP": {"c1": value}}
+
+
+def test_auto_promotion_never_installs_a_worse_model_or_one_within_noise(tmp_path, monkeypatch):
     from launcher import production as production_lib
     from launcher import steps
     prod = str(tmp_path / "prod")
     production_lib.promote(_candidate(tmp_path / "old", 0.6), prod, "old")
-    monkeypatch.setattr(steps, "evaluate_all", lambda *args, **kwargs: {"synthetic": {"AP": 0.6}})
+    production_scores = _scores(tmp_path / "scores_old", hits=12)
+    monkeypatch.setattr(steps, "evaluate_all", lambda *args, **kwargs: {"synthetic": production_scores})
     worse = _candidate(tmp_path / "new" / "candidate", 0.3)
-    comparison = steps.compare({"synthetic": {"AP": 0.3}}, prod, "unused")
-    assert comparison["better"] is False
+    comparison = steps.compare({"synthetic": _scores(tmp_path / "scores_worse", hits=2)}, prod, "unused")
+    assert comparison["better"] is False and comparison["verdict"] == "worse" and comparison["ci95"][1] < 0
     report = steps.promote(comparison, worse, prod, mode="auto", run="new")
     assert report["promoted"] is False and production_lib.read_pointer(prod)["current"]["name"] == "old"
-    better = steps.compare({"synthetic": {"AP": 0.7}}, prod, "unused")
-    assert better["better"] is True
+    close = steps.compare({"synthetic": _scores(tmp_path / "scores_close", hits=13)}, prod, "unused")
+    assert close["difference"] > 0 and close["verdict"] == "within noise"          # one image more: noise
+    assert steps.promote(close, worse, prod, mode="auto", run="new")["promoted"] is False
+    better = steps.compare({"synthetic": _scores(tmp_path / "scores_better", hits=20)}, prod, "unused")
+    assert better["better"] is True and better["verdict"] == "better" and better["ci95"][0] > 0
+    assert better["resamples"] == 200 and better["images"] == 20
+    demanding = steps.compare({"synthetic": _scores(tmp_path / "scores_b2", hits=20)}, prod, "unused",
+                              min_improvement=0.9)
+    assert demanding["verdict"] == "within noise"
     assert steps.promote(better, worse, prod, mode="auto", run="new")["promoted"] is True
 
 
