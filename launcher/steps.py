@@ -312,10 +312,11 @@ def compare(candidate, production_dir, dataset, real_dataset="", metric="", fold
         scored = evaluate_all(production, dataset, real_dataset,
                               output=_join(folder, "production_scores") if folder else _join(production, "eval"))
         result.update(production=metric_value(scored, metric), production_metrics=scored)
-        result.update(_interval(candidate[where], scored[where], key, resamples))
-        result["intervals"] = {"%s.%s" % (split, name): _interval(candidate[split], scored[split], name, resamples)
-                               for split in ("synthetic", "real") if split in candidate and split in scored
-                               for name in REPORTED}
+        tables = {split: _tables(candidate[split], scored[split]) for split in ("synthetic", "real")
+                  if split in candidate and split in scored}
+        result["intervals"] = {"%s.%s" % (split, name): _interval(tables[split], name, resamples)
+                               for split in tables for name in sorted(set(REPORTED) | {key})}
+        result.update(result["intervals"][metric])
         result["verdict"] = cocoap.verdict(result["ci95"], min_improvement)
         result["better"] = result["verdict"] == "better"
         result["reason"] = "%s: candidate %.4f, production %.4f; difference %+.4f, 95%% interval [%+.4f, %+.4f] " \
@@ -331,12 +332,8 @@ def compare(candidate, production_dir, dataset, real_dataset="", metric="", fold
     return result
 
 
-
-
-def _interval(candidate_scores, production_scores, key, resamples):
-    """The paired bootstrap of ``key`` between two evaluations of the same images."""
-    if key not in cocoap.SUPPORTED:
-        raise StepFailed("%s has no interval: compare by one of %s" % (key, ", ".join(cocoap.SUPPORTED)))
+def _tables(candidate_scores, production_scores):
+    """The per-image matches of two evaluations of the same images (``trainer.cocoap`` tables)."""
     tables = []
     for scores in (candidate_scores, production_scores):
         try:
@@ -344,6 +341,13 @@ def _interval(candidate_scores, production_scores, key, resamples):
         except (KeyError, OSError, ValueError) as error:
             raise StepFailed("the per-image matches of an evaluation (%s) cannot be read (%s): evaluate the model "
                              "again with this version" % (scores.get("matches"), error))
+    return tables
+
+
+def _interval(tables, key, resamples):
+    """The paired bootstrap of ``key`` between the two evaluations."""
+    if key not in cocoap.SUPPORTED:
+        raise StepFailed("%s has no interval: compare by one of %s" % (key, ", ".join(cocoap.SUPPORTED)))
     try:
         return cocoap.paired_bootstrap(tables[0], tables[1], key, resamples)
     except ValueError as error:
