@@ -295,7 +295,12 @@ def render(comparison, promotion, candidate_dir, run="", folder=""):
            if (scores or {}).get("matches") else None, caption) for scores, caption in (
         ((comparison.get("candidate_metrics") or {}).get(split), "candidate, %s data" % split),
         ((comparison.get("production_metrics") or {}).get(split), "production, %s data" % split))]
-    sheet, sheet_split, chosen = contact_sheet(comparison)
+    try:
+        sheet, sheet_split, _ = contact_sheet(comparison)
+        sheet_note = "The two models agree on every image."
+    except Exception as error:     # a picture must not fail the promote step: say why it is missing
+        sheet, sheet_split = None, split
+        sheet_note = "The contact sheet could not be drawn: %s: %s" % (type(error).__name__, error)
     parts = [
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>%s</title><style>%s</style></head>"
         "<body>" % (_e("synthdet run %s" % run), STYLE),
@@ -314,8 +319,8 @@ def render(comparison, promotion, candidate_dir, run="", folder=""):
         "<h2>Where the two models disagree most (%s data)</h2>%s" % (
             _e(sheet_split), _figure(sheet, "left: candidate, right: production; dashed: ground truth; detections "
                                             "scoring %.1f or more (else its best 3)" % DISPLAY_SCORE) if sheet else
-            "<p>%s</p>" % ("No production model to compare with." if comparison.get("production") is None
-                           else "The two models agree on every image.")),
+            "<p>%s</p>" % _e("No production model to compare with." if comparison.get("production") is None
+                             else sheet_note)),
         "<h2>What was used</h2><dl>%s</dl>" % _used(comparison, promotion, candidate_dir),
         "</body></html>\n"]
     return "".join(parts)
