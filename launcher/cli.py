@@ -435,7 +435,7 @@ def _pipeline_parameter_options(command):
         click.option("--promote", "promote_mode", type=click.Choice(["manual", "auto"]), default="manual", show_default=True,
                      help="manual: a report and the command that promotes; auto: promote a better candidate"),
         click.option("--min-improvement", default=0.0, show_default=True, type=click.FloatRange(min=0),
-                     help="the verdict is better only when the whole 95%% interval of the difference lies above "
+                     help="the verdict is better only when the whole 95% interval of the difference lies above "
                           "this (e.g. 0.01 for one AP point)"),
         click.option("--metric", default="", callback=_check_metric, help="what decides, e.g. real.AP (default: real.AP with --real-dataset, else synthetic.AP)"),
         click.option("--backbone", default="resnet-50", show_default=True,
