@@ -202,8 +202,7 @@ def contact_sheet(comparison):
     chosen, by_image = disagreements(candidate, production)
     if not chosen:
         return None, split, []
-    doc = json.loads(_read(comparison["candidate_metrics"][split]["matches"]))
-    images = _images(doc.get("dataset"), doc.get("split", "eval"), {image for image, _, _ in chosen})
+    images = _images(candidate.dataset, candidate.split, {image for image, _, _ in chosen})
     from trainer import plots
     thumbs = []
     for image, a, b in chosen:

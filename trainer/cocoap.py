@@ -26,6 +26,7 @@ class Table:
         self.thresholds = list(doc["iou_thresholds"])
         self.max_detections = int(doc["max_detections"])
         self.rows = doc["rows"]
+        self.dataset, self.split = doc.get("dataset"), doc.get("split", "eval")     # what was scored
         index = {image: i for i, image in enumerate(self.images)}
         by_class = {}
         for row in doc["rows"]:
