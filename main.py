@@ -1,5 +1,4 @@
 """Convert a Unity Simulation run or Perception dataset into TFRecords: see ``python main.py --help``."""
-import sys
 
 from tfproc import startup
 
@@ -8,4 +7,4 @@ startup.exit_quietly_on_signals()     # before the imports below, which take sec
 from tfproc.cli import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main())
+    startup.exit_now(main())

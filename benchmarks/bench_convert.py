@@ -71,6 +71,7 @@ _MEASURE = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], chec
 def convert(run_dir, extra, checkout=ROOT):
     """Wall time and peak RSS (MB) of the largest process of one conversion."""
     shutil.rmtree(os.path.join(run_dir, "output"), ignore_errors=True)
+    os.sync()   # the previous run's unwritten pages are not written during this one
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", _MEASURE, sys.executable, os.path.join(checkout, "main.py"),
                            "--source", run_dir, "--eval-pct", "20", *extra],

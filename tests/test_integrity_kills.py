@@ -235,6 +235,44 @@ def test_local_writes_reach_the_disk_before_their_rename(tmp_path, monkeypatch):
     assert not [n for n in os.listdir(tmp_path / "a") if ".tmp-" in n] and not list(tmp_path.glob("*.tmp-*"))
 
 
+def test_every_shard_is_on_disk_before_the_commit_point(states, tmp_path, monkeypatch):
+    """A crash after COMMITTED must find the shards' bytes: each shard and its folder are fsynced
+    before COMMITTED is renamed into place."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink("/proc/self/fd/%d" % fd)))
+        return real_fsync(fd)
+
+    def replace(source, destination):
+        events.append(("replace", str(destination)))
+        return real_replace(source, destination)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    assert convert("--source", states["run"], *NEW, "--output", tmp_path / "out") == 0
+    point = next(i for i, (kind, path) in enumerate(events)
+                 if kind == "replace" and path.endswith("/" + output.COMMITTED))
+    staged = {path for kind, path in events[:point] if kind == "replace" and path.endswith(".tfrecord")}
+    synced = {path for kind, path in events[:point] if kind == "fsync"}
+    assert len(staged) == len([data for data in states["new_state"]["shards"].values() if data])
+    assert staged <= synced and {os.path.dirname(path) for path in staged} <= synced
+
+
+def test_a_commit_whose_shard_is_missing_stops_before_claiming_a_complete_output(tmp_path):
+    out = tmp_path / "out"
+    staging = out / ".staging-20261203-101010-abcdef"
+    (staging / "train").mkdir(parents=True)
+    (staging / "summary.json").write_text("{}")
+    (staging / "label_map.pbtxt").write_text("")
+    name = "train-00000-of-00001.tfrecord"
+    (staging / "COMMITTED").write_text(json.dumps({"shards": {"train": [name]}, "written": ["train/" + name]}))
+    with pytest.raises(RuntimeError, match="neither staged nor in place"):
+        output.commit(str(out), str(staging))
+    assert not (out / "summary.json").exists() and (staging / "COMMITTED").exists()
+
+
 def test_a_gs_write_is_one_upload(cloud, monkeypatch):
     """An object appears whole when its upload ends: no temporary object, copy or delete."""
     from apache_beam.io.filesystems import FileSystems

@@ -13,4 +13,4 @@ if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] != "inspect":
         print(USAGE, file=sys.stderr)
         sys.exit(2)
-    sys.exit(inspect.main(sys.argv[2:]))
+    startup.exit_now(inspect.main(sys.argv[2:]))

@@ -344,8 +344,10 @@ def check_destinations(output, the_plan=None):
 def write_committed(output, staging, the_plan, label_map_text):
     """The point of no return: from here on the new output is the output. The staging folder holds
     the run's summary already. Every destination is checked first, so a commit that could not
-    finish is refused with the old output untouched."""
+    finish is refused with the old output untouched; the staged shards reach the disk before
+    ``COMMITTED`` does."""
     check_destinations(output, the_plan)
+    fsutil.sync_files([fsutil.join(staging, *rel.split("/")) for rel in the_plan["written"]])
     fsutil.write_atomically(fsutil.join(staging, LABEL_MAP), label_map_text.encode("utf-8"))
     fsutil.write_atomically(fsutil.join(staging, COMMITTED), json.dumps(the_plan).encode("utf-8"))
 

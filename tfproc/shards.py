@@ -86,10 +86,13 @@ def _write_frames(ordered, read, write, written, counts, label_map):
 
 class _BackgroundWriter:
     """Writes chunk lists to ``out`` in a thread of its own, a few records behind the producer, so
-    that building the next record overlaps writing the last one (the write releases the GIL)."""
+    that building the next record overlaps writing the last one (the write releases the GIL).
+    Every ``writeback_bytes`` it has the kernel start writing them to disk, so that disk writes
+    overlap the work and the fsync before the commit finds little left to write."""
 
-    def __init__(self, out, depth=4):
+    def __init__(self, out, depth=4, writeback_bytes=32 << 20):
         self.out = out
+        self.writeback_bytes = writeback_bytes
         self.queue = queue.Queue(depth)
         self.error = None
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -104,6 +107,7 @@ class _BackgroundWriter:
         self.queue.put(chunks)
 
     def _run(self):
+        written = kicked = 0
         while True:
             chunks = self.queue.get()
             if chunks is None:
@@ -112,6 +116,10 @@ class _BackgroundWriter:
                 try:
                     for chunk in chunks:
                         self.out.write(chunk)
+                        written += len(chunk)
+                    if written - kicked >= self.writeback_bytes:
+                        fsutil.start_writeback(self.out, kicked, written - kicked)
+                        kicked = written
                 except BaseException as error:     # raised in the producer's thread
                     self.error = error
 
