@@ -98,8 +98,8 @@ class MlBackend(training.Backend):
 
     def list(self, limit=20):
         jobs = google_api.pages(lambda **page: self.api.list(parent="projects/%s" % self.project, **page), "jobs",
-                                "listing jobs", limit)
-        return [self._job(j) for j in jobs]
+                                "listing jobs")     # every page: the API documents no order
+        return [self._job(j) for j in sorted(jobs, key=lambda j: j.get("createTime", ""), reverse=True)[:limit]]
 
     def _job(self, raw):
         job_id = raw.get("jobId", "")

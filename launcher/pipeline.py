@@ -62,16 +62,10 @@ def build(image=DEFAULT_IMAGE):
                  work_dir: str, run_name: str, job_name: str) -> str:
         from launcher import steps
         name = steps.run_name(run_name, job_name)
-        folder = steps.run_dir(work_dir, name)
-        if not finetune_dataset:
-            steps.record_step(folder, "finetune", "skipped", "no --finetune-dataset")
-            return model_dir
         options = steps.train_options(finetune_steps, train_batch_size, num_eval_images, finetune_steps, 0.0, 0,
                                       0.0, image_size, fpn_type, 0.0, 0.0, backbone, params_override, "")
-        options["init_from"] = model_dir
-        return steps.recorded(folder, "finetune", steps.train_candidate, finetune_dataset, folder + "/finetuned",
-                              options, backend, project, region, image, accelerator,
-                              steps.vertex_job_id(name + "_finetune"), capacity)
+        return steps.finetune(steps.run_dir(work_dir, name), name, model_dir, finetune_dataset, options, backend,
+                              project, region, image, accelerator, capacity)
 
     @component
     def evaluate(model_dir: str, dataset: str, real_dataset: str, work_dir: str, run_name: str, job_name: str,

@@ -135,6 +135,19 @@ def train_candidate(dataset, model_dir, options, backend, project, region, image
     return train(dataset, model_dir, options)
 
 
+def finetune(folder, name, model_dir, dataset, options, backend, project, region, image, accelerator, capacity="{}"):
+    """The fine-tuning of run ``name``: the candidate ``model_dir``'s whole network trained on
+    ``dataset`` (with ``options``) into RUN_DIR/finetuned, as a job of its own; with no dataset the
+    candidate goes on as it is."""
+    if not dataset:
+        record_step(folder, "finetune", "skipped", "no --finetune-dataset")
+        return model_dir
+    options = dict(options, init_from=model_dir)
+    options.pop("init_checkpoint", None)
+    return recorded(folder, "finetune", train_candidate, dataset, _join(folder, "finetuned"), options, backend,
+                    project, region, image, accelerator, vertex_job_id(name + "_finetune"), capacity)
+
+
 def unity_token(secret=""):
     """The Unity Simulation token: from Secret Manager (``projects/P/secrets/S[/versions/V]``), or the
     usual places (--token, USIM_ACCESS_TOKEN, ~/.usim/token.json)."""

@@ -536,9 +536,11 @@ class VertexBackend(training.Backend):
         return [self._job(j) for j in self._list(limit)]
 
     def _list(self, limit, filter_=None):
+        """The newest ``limit`` jobs. customJobs.list has no orderBy and documents no order, so every
+        page is read before the newest are taken."""
         extra = {"filter": filter_} if filter_ else {}
         jobs = google_api.pages(lambda **page: self.api.list(parent=self.parent, **extra, **page), "customJobs",
-                                "listing custom jobs", limit)
+                                "listing custom jobs")
         return sorted(jobs, key=lambda j: j.get("createTime", ""), reverse=True)[:limit]
 
     def _job(self, raw):

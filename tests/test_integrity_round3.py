@@ -11,7 +11,7 @@ import pytest
 from conftest import convert
 from test_launcher import PROJECT, dataset, job_dir, run  # noqa: F401  (fixtures)
 from test_pipeline import _candidate
-from test_vertex import IMAGE, fake_vertex  # noqa: F401  (fixtures)
+from test_vertex import IMAGE, JOBS, PARENT, fake_vertex, vertex_train  # noqa: F401  (fixtures)
 from tfproc import sample
 
 # -- conversion ---------------------------------------------------------------------------------
@@ -341,3 +341,107 @@ def test_machines_and_strategies_of_several_replicas():
     assert vertex.machine_spec("a100", 1)["machineType"] == "a2-highgpu-1g"
     assert vertex.machine_spec("a100", 8)["machineType"] == "a2-highgpu-8g"
     assert vertex.machine_spec("cpu") == {"machineType": "n1-standard-8"}
+
+
+def test_auto_on_two_machines_trains_multi_worker():
+    """Vertex's TF_CONFIG for a chief and one worker: the trainer's ``--strategy auto`` must see two
+    machines, or each would train alone on its own device."""
+    from trainer import devices
+    tf_config = json.dumps({"cluster": {"chief": ["cmle-training-workerpool0-0:2222"],
+                                        "worker": ["cmle-training-workerpool1-0:2222"]},
+                            "task": {"type": "worker", "index": 0}, "job": {}})
+    assert devices.cluster(tf_config) == (2, "worker", 0)
+    assert devices.choose("auto", gpus=1, tpus=0, machines=devices.cluster(tf_config)[0]) == "multi_worker_mirrored"
+    assert not devices.is_chief(tf_config)
+
+
+def test_a_pool_file_with_other_worker_machines_promises_each_pool_its_own(fake_vertex, google, dataset, tmp_path):
+    chief = {"machineType": "g2-standard-24", "acceleratorType": "NVIDIA_L4", "acceleratorCount": 2}
+    worker = {"machineType": "g2-standard-8", "acceleratorType": "NVIDIA_L4", "acceleratorCount": 1}
+    pools = tmp_path / "pools.yaml"
+    pools.write_text(json.dumps({"workerPoolSpecs": [{"machineSpec": chief, "replicaCount": "1"},
+                                                     {"machineSpec": worker, "replicaCount": "2"}]}))
+    code, _, err = vertex_train(dataset, "vtx_mixed", "--worker-pool-spec-file", pools)
+    assert code == 0, err
+    sent = google.calls("POST", JOBS)[0]["body"]["jobSpec"]["workerPoolSpecs"]
+    assert [p["machineSpec"]["machineType"] for p in sent] == ["g2-standard-24", "g2-standard-8"]
+    assert [p["replicaCount"] for p in sent] == ["1", "2"]
+    args = [dict(zip(p["containerSpec"]["args"][3::2], p["containerSpec"]["args"][4::2])) for p in sent]
+    assert [a["--strategy"] for a in args] == ["multi_worker_mirrored"] * 2
+    assert [a["--expect-accelerator"] for a in args] == ["gpu:2", "gpu:1"]
+    assert [a["--machine-type"] for a in args] == ["g2-standard-24", "g2-standard-8"]
+
+
+def test_the_transfer_step_returns_only_when_the_transfer_succeeded(tmp_path, monkeypatch):
+    from fakes import FakeServer
+    from launcher import steps, usim
+    monkeypatch.setattr(usim.time, "sleep", lambda seconds: None)
+    monkeypatch.setenv("USIM_ACCESS_TOKEN", "token-1")
+    monkeypatch.setenv("USIM_PROJECT_ID", "unity-proj")
+    monkeypatch.setenv("USIM_HOME", str(tmp_path / "no-usim"))
+    transfer = r"/v1/projects/unity-proj/data_transfer"
+    with FakeServer() as unity:
+        monkeypatch.setenv("USIM_API_URL", unity.url)
+        unity.route("PUT", transfer, lambda r: (200, {"id": "tr-8", "status": "queued"}))
+        states = iter(["queued", "running", "success"])
+        unity.route("GET", transfer + "/tr-8", lambda r: (200, {"id": "tr-8", "status": next(states)}))
+        steps.transfer("", "D", "E", "b", str(tmp_path / "run"))
+        assert len(unity.calls("GET")) == 3
+        unity.route("GET", transfer + "/tr-8", lambda r: (200, {"id": "tr-8", "status": "failed", "message": "quota"}))
+        with pytest.raises(steps.StepFailed, match="tr-8 failed: quota"):
+            steps.transfer("", "D", "E", "b", str(tmp_path / "run"))     # the retried step waits too
+        assert len(unity.calls("PUT")) == 1
+
+
+def test_list_shows_the_newest_jobs_first(fake_vertex, google):
+    for number, minute in (("1000", 5), ("1001", 1), ("1002", 9)):
+        fake_vertex.jobs[number] = {"name": "%s/customJobs/%s" % (PARENT, number), "displayName": "job" + number,
+                                    "state": "JOB_STATE_SUCCEEDED", "createTime": "2026-11-22T08:0%d:00Z" % minute}
+    code, out, err = run("list", "--backend", "vertex", "--project", PROJECT, "--limit", 2)
+    assert code == 0, err
+    assert [line.split()[0] for line in out.splitlines()] == ["job1002", "job1000"]
+
+
+def test_a_429_is_retried_by_the_create_and_by_every_other_call(fake_vertex, google, dataset, monkeypatch):
+    import googleapiclient.http
+
+    import launcher.vertex
+    monkeypatch.setattr(launcher.vertex.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(googleapiclient.http.time, "sleep", lambda seconds: None)
+    limited = (429, {"error": {"code": 429, "message": "Quota exceeded", "status": "RESOURCE_EXHAUSTED"}})
+    creates = [limited]
+    google.route("POST", JOBS, lambda r: creates.pop() if creates else fake_vertex.create(r))
+    code, _, err = vertex_train(dataset, "vtx_429")
+    assert code == 0, err
+    assert len(google.calls("POST", JOBS)) == 2 and len(fake_vertex.jobs) == 1
+    reads = [limited]
+    google.route("GET", JOBS + r"/(\d+)", lambda r: reads.pop() if reads else fake_vertex.get(r))
+    code, out, err = run("status", "1000", "--backend", "vertex", "--project", PROJECT)
+    assert code == 0 and "PREPARING" in out, err
+    assert len(google.calls("GET", JOBS + r"/1000")) == 2
+
+
+def test_the_fine_tuning_on_vertex_is_a_job_of_its_own_from_the_candidates_whole_network(fake_vertex, google, dataset,
+                                                                                        monkeypatch):
+    import launcher.training
+    from launcher import steps
+    monkeypatch.setattr(launcher.training.time, "sleep", lambda seconds: None)
+    google.route("GET", JOBS + r"/(\d+)",
+                 lambda r: (200, dict(fake_vertex.jobs[r["match"].group(1)], state="JOB_STATE_SUCCEEDED")))
+    folder = job_dir("ftrun")
+    options = steps.train_options(9, 0, 0, 0, 0.0, 0, 0.0, "", "", 0.0, 0.0, "resnet-50", "", "imagenet")
+    candidate = steps.train_candidate(dataset, folder + "/candidate", options, "vertex", PROJECT, "us-central1", IMAGE,
+                                      "gpu", steps.vertex_job_id("ftrun"))
+    tuned = steps.finetune(folder, "ftrun", candidate, dataset, dict(options, max_steps=4), "vertex", PROJECT,
+                           "us-central1", IMAGE, "gpu")
+    train_job, finetune_job = [call["body"] for call in google.calls("POST", JOBS)]
+    assert train_job["displayName"] != finetune_job["displayName"]
+    assert tuned.startswith(folder + "/finetuned") and candidate.startswith(folder + "/candidate")
+    train_args = train_job["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["args"]
+    args = finetune_job["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["args"]
+    assert "--init-checkpoint" in train_args and "--init-from" not in train_args
+    assert args[args.index("--init-from") + 1] == candidate and "--init-checkpoint" not in args
+    assert args[args.index("--max-steps") + 1] == "4"
+    assert steps.finetune(folder, "ftrun", candidate, "", options, "vertex", PROJECT, "us-central1", IMAGE,
+                          "gpu") == candidate
+    assert len(google.calls("POST", JOBS)) == 2

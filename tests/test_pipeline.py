@@ -47,7 +47,7 @@ def test_compile_writes_a_kfp_spec_for_vertex_with_per_run_paths_and_no_cache(tm
                  "usim_token_secret", "finetune_dataset", "finetune_steps", "work_dir", "run_name"):
         assert name in parameters, name
     assert parameters["max_steps"]["defaultValue"] == 75000 and parameters["fpn_type"]["defaultValue"] == "nasfpn"
-    assert parameters["backend"]["defaultValue"] == "vertex"
+    assert parameters["backend"]["defaultValue"] == "vertex" and parameters["promote_mode"]["defaultValue"] == "manual"
     assert parameters["image"]["defaultValue"] == "us-docker.pkg.dev/p/r/synthdet:1"
 
 
