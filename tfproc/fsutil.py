@@ -178,10 +178,11 @@ def start_writeback(handle, start, length):
     if _SYNC_FILE_RANGE is None or length <= 0:
         return
     try:
-        handle.flush()
-        _SYNC_FILE_RANGE(handle.fileno(), start, length, _SYNC_FILE_RANGE_WRITE)
+        fd = handle.fileno()
     except (OSError, ValueError, AttributeError):     # io.UnsupportedOperation: not a local file
-        pass
+        return
+    handle.flush()
+    _SYNC_FILE_RANGE(fd, start, length, _SYNC_FILE_RANGE_WRITE)
 
 
 def sync_files(paths):
