@@ -347,7 +347,9 @@ def write_committed(output, staging, the_plan, label_map_text):
     finish is refused with the old output untouched; the staged shards reach the disk before
     ``COMMITTED`` does."""
     check_destinations(output, the_plan)
-    fsutil.sync_files([fsutil.join(staging, *rel.split("/")) for rel in the_plan["written"]])
+    if not fsutil.is_remote(staging):     # a shard not staged was put in place, synced, by a first try
+        staged = [os.path.join(staging, *rel.split("/")) for rel in the_plan["written"]]
+        fsutil.sync_files([path for path in staged if os.path.isfile(path)])
     fsutil.write_atomically(fsutil.join(staging, LABEL_MAP), label_map_text.encode("utf-8"))
     fsutil.write_atomically(fsutil.join(staging, COMMITTED), json.dumps(the_plan).encode("utf-8"))
 
