@@ -127,24 +127,17 @@ class LocalBackend(training.Backend):
         CANCELLED is run again as ``<id>_attempt2`` (resuming from the job dir's checkpoints), and
         a SUCCEEDED or RUNNING one is returned as it is. ``on_line(text)`` gets every replica's
         lines, prefixed with its pool and index (default: printed)."""
-        earlier = None
-        for attempt in range(1, 100):
-            job_id = training.attempt_id(plan.request.job_id, attempt)
-            body = vertex.with_job_id(plan.body, job_id)
+        def existing(job_id, body):
             record = self._read(job_id)
-            if record is not None:
-                if not vertex._contains(record.get("jobSpec") or {}, body["jobSpec"]):
-                    raise UsageError("a local job named %s already exists with another spec (%s); pass another "
-                                     "--job-id" % (job_id, self.folder(job_id)))
-                job = self._job(record)
-                if job.state in training.ENDED_BADLY:
-                    earlier = job
-                    continue
-                return training.Submission(job, False, earlier)
-            if earlier is None:
-                self.check_job_dir(plan.request)
-            return training.Submission(self._run(body, on_line or _print_line), True, earlier)
-        raise LauncherError("job %s failed 99 times; pass another --job-id" % plan.request.job_id)
+            if record is None:
+                return None
+            if not vertex._contains(record.get("jobSpec") or {}, body["jobSpec"]):
+                raise UsageError("a local job named %s already exists with another spec (%s); pass another "
+                                 "--job-id" % (job_id, self.folder(job_id)))
+            return self._job(record)
+
+        return self._submit_attempt(plan, vertex.with_job_id, existing,
+                                    lambda body: self._run(body, on_line or _print_line))
 
     def check_job_dir(self, request):
         job_dir = request.job_dir

@@ -139,6 +139,27 @@ class Backend(abc.ABC):
     def submit(self, plan):
         """Start the job unless one with the same id and spec exists: a ``Submission``."""
 
+    def _submit_attempt(self, plan, body_for, existing, start):
+        """The submit of a service where a job's id can be tried again: the first attempt id
+        (``attempt_id``) whose job did not end badly is re-attached (``existing(job_id, body)``, a
+        ``Job`` or None) or started (``start(body)``, a ``Job``); ``body_for(body, job_id)`` is the
+        plan's body under an attempt's id. Only a first attempt checks the job dir: a later one
+        resumes from it."""
+        earlier = None
+        for attempt in range(1, 100):
+            job_id = attempt_id(plan.request.job_id, attempt)
+            body = body_for(plan.body, job_id)
+            job = existing(job_id, body)
+            if job is not None and job.state in ENDED_BADLY:
+                earlier = job
+                continue
+            if job is not None:
+                return Submission(job, False, earlier)
+            if earlier is None:
+                self.check_job_dir(plan.request)
+            return Submission(start(body), True, earlier)
+        raise LauncherError("job %s failed 99 times; pass another --job-id" % plan.request.job_id)
+
     @abc.abstractmethod
     def get(self, job):
         """The ``Job`` for an id (what ``Job.id`` holds, or the --job-id name)."""

@@ -445,20 +445,12 @@ class VertexBackend(training.Backend):
         """Start the job, or re-attach to a RUNNING or SUCCEEDED one with its id. A job with its id
         that ended FAILED or CANCELLED is tried again as ``<id>_attempt2`` (and so on), resuming
         from the checkpoints in the job dir."""
-        earlier = None
-        for attempt in range(1, 100):
-            job_id = training.attempt_id(plan.request.job_id, attempt)
-            body = with_job_id(plan.body, job_id)
-            existing = self._same_job(job_id, body)
-            if existing and state_word(existing) in training.ENDED_BADLY:
-                earlier = self._job(existing)
-                continue
-            if existing:
-                return training.Submission(self._job(existing), False, earlier)
-            if earlier is None:
-                self.check_job_dir(plan.request)
-            return training.Submission(self._job(self._create(body, job_id)), True, earlier)
-        raise LauncherError("job %s failed 99 times; pass another --job-id" % plan.request.job_id)
+        def existing(job_id, body):
+            found = self._same_job(job_id, body)
+            return self._job(found) if found else None
+
+        return self._submit_attempt(plan, with_job_id, existing,
+                                    lambda body: self._job(self._create(body, body["displayName"])))
 
     def _same_job(self, job_id, body):
         """A job of ours with this id and the same spec, or None; another spec under the id is refused."""

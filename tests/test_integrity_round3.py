@@ -314,13 +314,37 @@ def test_a_cancelled_vertex_job_is_not_trained(fake_vertex, google, dataset, mon
     from launcher import steps
     import launcher.training
     monkeypatch.setattr(launcher.training.time, "sleep", lambda seconds: None)
-    google.route("GET", r"/v1/projects/%s/locations/us-central1/customJobs/(\d+)" % PROJECT,
-                 lambda r: (200, dict(fake_vertex.jobs[r["match"].group(1)], state="JOB_STATE_CANCELLED")))
+    reads = []
+
+    def cancelled(request):     # a poll after the end would go on for ever: it fails instead
+        reads.append(request)
+        if len(reads) > 1:
+            return 404, {"error": {"code": 404, "message": "polled again after the job ended"}}
+        return 200, dict(fake_vertex.jobs[request["match"].group(1)], state="JOB_STATE_CANCELLED")
+
+    google.route("GET", JOBS + r"/(\d+)", cancelled)
     with pytest.raises(steps.StepFailed, match="ended CANCELLED"):
         steps.train_on_vertex(dataset, job_dir("cancelled"), {"max_steps": 9}, PROJECT, "us-central1", IMAGE,
                               job_id="cancelled_1", poll_seconds=0)
+    reads.clear()
     code, _, err = run("wait", "1000", "--project", PROJECT, "--interval", "0")
     assert code == 1 and "ended CANCELLED" in err
+
+
+def test_pipeline_wait_ends_on_a_cancelled_run_and_exits_1(google):
+    polls = []
+
+    def cancelled(request):
+        polls.append(request)
+        if len(polls) > 1:
+            return 404, {"error": {"code": 404, "message": "polled again after the run ended"}}
+        return 200, {"name": "%s/pipelineJobs/stopped" % PARENT, "displayName": "stopped",
+                     "state": "PIPELINE_STATE_CANCELLED"}
+
+    google.route("GET", r"/v1/%s/pipelineJobs/stopped" % PARENT, cancelled)
+    code, _, err = run("pipeline", "wait", "stopped", "--project", PROJECT, "--region", "us-central1",
+                       "--interval", 0)
+    assert code == 1 and "pipeline run stopped ended CANCELLED" in err and len(polls) == 1
 
 
 def test_a_vertex_job_dir_with_checkpoints_is_refused(fake_vertex, google, dataset, cloud):
