@@ -417,6 +417,15 @@ def _check_metric(ctx, param, value):
     return value
 
 
+def _check_timeout(ctx, param, value):
+    if value:
+        try:
+            training.timeout_seconds(value)
+        except UsageError as error:
+            raise click.BadParameter(str(error).replace("--timeout ", "", 1))
+    return value
+
+
 def _pipeline_parameter_options(command):
     options = [
         click.option("--source", default="", help="a run or dataset folder (skips the transfer)"),
@@ -449,6 +458,9 @@ def _pipeline_parameter_options(command):
         click.option("--beam-arg", "beam_args", multiple=True, help="an option for main.py / Beam, e.g. --runner=DataflowRunner (repeatable)"),
         click.option("--accelerator", default="gpu", show_default=True, type=click.Choice(["gpu", "a100", "cpu"]),
                      help="Vertex training machines"),
+        click.option("--timeout", "train_timeout", default="", callback=_check_timeout, metavar="DURATION",
+                     help="vertex: stop each training job (train, fine-tune) after this long, e.g. 12h, 2d "
+                          "(Vertex's default: 7 days)"),
     ]
     for name, default in jobspec.HYPERPARAMETERS.items():
         if name == "image_size":
@@ -474,7 +486,7 @@ def _arguments(kw, work_dir, backend, project, region, image, run_name=""):
     values = {key: kw[key] for key in ("source", "run_definition_id", "run_execution_id", "bucket", "usim_token_secret",
                                        "eval_pct", "real_dataset", "finetune_dataset", "metric", "backbone",
                                        "params_override", "accelerator", "image_size", "promote_mode",
-                                       "init_checkpoint", "min_improvement", "init_from")}
+                                       "init_checkpoint", "min_improvement", "init_from", "train_timeout")}
     values.update({name: kw[name] for name in jobspec.HYPERPARAMETERS if name != "image_size"})
     values.update(work_dir=work_dir.rstrip("/"), backend=backend, project=project or "", region=region,
                   production_dir=(kw["production_dir"] or work_dir.rstrip("/") + "/production"),
@@ -549,9 +561,9 @@ def run_pipeline(local, work_dir, project, region, pipeline_root, image, schedul
                 arguments[key] = os.path.abspath(arguments[key])
         folder = steps.run_dir(arguments["work_dir"], name)
         click.echo("run %s: %s" % (name, folder), err=True)
-        if capacity != capacity_lib.Capacity():
-            click.echo("note: --spot, --reservation, --kms-key and the other capacity flags shape Vertex AI jobs; "
-                       "this run trains here", err=True)
+        if capacity != capacity_lib.Capacity() or kw["train_timeout"]:
+            click.echo("note: --timeout, --spot, --reservation, --kms-key and the other capacity flags shape Vertex "
+                       "AI jobs; this run trains here", err=True)
         pipeline_lib.run_locally(os.path.join(arguments["work_dir"], "pipeline_root"), arguments, image, verbose)
         report = json.loads(open(os.path.join(folder, "promotion.json")).read())
         click.echo(_promotion_line(report))
@@ -602,8 +614,11 @@ def _pipeline_costs(arguments, capacity, region):
     from launcher import capacity as capacity_lib
     from launcher import prices, vertex
     body = {"jobSpec": {"workerPoolSpecs": vertex.worker_pools(arguments["accelerator"])}}
+    if arguments.get("train_timeout"):
+        body["jobSpec"]["scheduling"] = {"timeout": "%ds" % training.timeout_seconds(arguments["train_timeout"])}
     capacity_lib.apply(body, capacity, 1)
-    lines = ["price of its training job: " + prices.ceiling(body, region, capacity, hint="").line]
+    lines = ["price of its training job: " + prices.ceiling(body, region, capacity,
+                                                            hint="pass --timeout to lower this ceiling").line]
     if arguments.get("finetune_steps"):
         lines.append("and of its fine-tuning job: the same again")
     lines.append("not priced here: the pipeline run's own fee, the conversion (Dataflow with --beam-arg "

@@ -43,8 +43,8 @@ def build(image=DEFAULT_IMAGE):
               max_steps: int, train_batch_size: int, num_eval_images: int, train_steps_per_eval: int,
               warmup_learning_rate: float, warmup_steps: int, initial_learning_rate: float, image_size: str,
               fpn_type: str, aug_scale_min: float, aug_scale_max: float, backbone: str, params_override: str,
-              init_checkpoint: str, init_from: str, production_dir: str, capacity: str, work_dir: str,
-              run_name: str, job_name: str) -> str:
+              init_checkpoint: str, init_from: str, production_dir: str, capacity: str, train_timeout: str,
+              work_dir: str, run_name: str, job_name: str) -> str:
         from launcher import steps
         name = steps.run_name(run_name, job_name)
         folder = steps.run_dir(work_dir, name)
@@ -53,19 +53,20 @@ def build(image=DEFAULT_IMAGE):
                                       aug_scale_min, aug_scale_max, backbone, params_override, init_checkpoint)
         options = steps.starting_point(options, init_from, production_dir)
         return steps.recorded(folder, "train", steps.train_candidate, dataset, folder + "/candidate", options,
-                              backend, project, region, image, accelerator, steps.vertex_job_id(name), capacity)
+                              backend, project, region, image, accelerator, steps.vertex_job_id(name), capacity,
+                              train_timeout)
 
     @component
     def finetune(model_dir: str, finetune_dataset: str, finetune_steps: int, backend: str, project: str,
                  region: str, accelerator: str, image: str, train_batch_size: int, num_eval_images: int,
                  image_size: str, fpn_type: str, backbone: str, params_override: str, capacity: str,
-                 work_dir: str, run_name: str, job_name: str) -> str:
+                 train_timeout: str, work_dir: str, run_name: str, job_name: str) -> str:
         from launcher import steps
         name = steps.run_name(run_name, job_name)
         options = steps.train_options(finetune_steps, train_batch_size, num_eval_images, finetune_steps, 0.0, 0,
                                       0.0, image_size, fpn_type, 0.0, 0.0, backbone, params_override, "")
         return steps.finetune(steps.run_dir(work_dir, name), name, model_dir, finetune_dataset, options, backend,
-                              project, region, image, accelerator, capacity)
+                              project, region, image, accelerator, capacity, train_timeout)
 
     @component
     def evaluate(model_dir: str, dataset: str, real_dataset: str, work_dir: str, run_name: str, job_name: str,
@@ -125,7 +126,8 @@ def build(image=DEFAULT_IMAGE):
                  fpn_type: str = hp["fpn_type"], aug_scale_min: float = hp["aug_scale_min"],
                  aug_scale_max: float = hp["aug_scale_max"], backbone: str = "resnet-50", params_override: str = "",
                  init_checkpoint: str = "", metric: str = "", promote_mode: str = "manual", image: str = image,
-                 run_name: str = "", capacity: str = "{}", min_improvement: float = 0.0, init_from: str = ""):
+                 run_name: str = "", capacity: str = "{}", min_improvement: float = 0.0, init_from: str = "",
+                 train_timeout: str = ""):
         job = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
         run = dict(work_dir=work_dir, run_name=run_name, job_name=job)
         fetched = transfer(source=source, run_definition_id=run_definition_id, run_execution_id=run_execution_id,
@@ -140,12 +142,12 @@ def build(image=DEFAULT_IMAGE):
                           image_size=image_size, fpn_type=fpn_type, aug_scale_min=aug_scale_min,
                           aug_scale_max=aug_scale_max, backbone=backbone, params_override=params_override,
                           init_checkpoint=init_checkpoint, init_from=init_from, production_dir=production_dir,
-                          capacity=capacity, **run).set_display_name("train")
+                          capacity=capacity, train_timeout=train_timeout, **run).set_display_name("train")
         tuned = finetune(model_dir=candidate.output, finetune_dataset=finetune_dataset, finetune_steps=finetune_steps,
                          backend=backend, project=project, region=region, accelerator=accelerator, image=image,
                          train_batch_size=train_batch_size, num_eval_images=num_eval_images, image_size=image_size,
                          fpn_type=fpn_type, backbone=backbone, params_override=params_override,
-                         capacity=capacity, **run).set_display_name("finetune")
+                         capacity=capacity, train_timeout=train_timeout, **run).set_display_name("finetune")
         scored = evaluate(model_dir=tuned.output, dataset=converted.output, real_dataset=real_dataset,
                           **run).set_display_name("evaluate")
         compared = compare(candidate=scored.outputs["Output"], production_dir=production_dir,

@@ -123,19 +123,22 @@ def starting_point(options, init_from, production_dir):
     return options
 
 
-def train_candidate(dataset, model_dir, options, backend, project, region, image, accelerator, job_id, capacity="{}"):
+def train_candidate(dataset, model_dir, options, backend, project, region, image, accelerator, job_id, capacity="{}",
+                    timeout=""):
     """Train here (``backend`` local) or as a Vertex AI custom job; returns the checkpoints' folder.
-    ``capacity``: ``launcher.capacity.Capacity.to_json()`` for the Vertex job."""
+    ``capacity``: ``launcher.capacity.Capacity.to_json()`` and ``timeout`` (``12h``; empty:
+    Vertex's 7 days) for the Vertex job."""
     if backend == "vertex":
         from launcher.capacity import Capacity
         return train_on_vertex(dataset, model_dir, options, project, region, image, accelerator, job_id,
-                               capacity=Capacity.from_json(capacity))
+                               capacity=Capacity.from_json(capacity), timeout=timeout)
     if backend != "local":
         raise StepFailed("backend must be local or vertex, got %s" % backend)
     return train(dataset, model_dir, options)
 
 
-def finetune(folder, name, model_dir, dataset, options, backend, project, region, image, accelerator, capacity="{}"):
+def finetune(folder, name, model_dir, dataset, options, backend, project, region, image, accelerator, capacity="{}",
+             timeout=""):
     """The fine-tuning of run ``name``: the candidate ``model_dir``'s whole network trained on
     ``dataset`` (with ``options``) into RUN_DIR/finetuned, as a job of its own; with no dataset the
     candidate goes on as it is."""
@@ -145,7 +148,7 @@ def finetune(folder, name, model_dir, dataset, options, backend, project, region
     options = dict(options, init_from=model_dir)
     options.pop("init_checkpoint", None)
     return recorded(folder, "finetune", train_candidate, dataset, _join(folder, "finetuned"), options, backend,
-                    project, region, image, accelerator, vertex_job_id(name + "_finetune"), capacity)
+                    project, region, image, accelerator, vertex_job_id(name + "_finetune"), capacity, timeout)
 
 
 def unity_token(secret=""):
@@ -428,7 +431,7 @@ def vertex_job_id(run):
 
 
 def train_on_vertex(dataset, job_dir, options, project, region, image, accelerator="gpu", job_id=None,
-                    on_state=None, poll_seconds=60.0, capacity=None):
+                    on_state=None, poll_seconds=60.0, capacity=None, timeout=""):
     """The same training as a Vertex AI custom job in the project's image, waited for.
 
     ``options`` are ``trainer.commands.train``'s keyword arguments (hyperparameters, backbone,
@@ -442,7 +445,7 @@ def train_on_vertex(dataset, job_dir, options, project, region, image, accelerat
         job_id=job_id or "synthdet_pipeline_%s" % time.strftime("%Y%m%d_%H%M%S"), job_dir=job_dir.rstrip("/"),
         dataset=dataset, accelerator=accelerator, image=image, backbone=options.pop("backbone", "resnet-50"),
         init_checkpoint=options.pop("init_checkpoint", "") or "", init_from=options.pop("init_from", "") or "",
-        params_overrides=tuple(options.pop("params_overrides", ())), hyperparameters=options)
+        params_overrides=tuple(options.pop("params_overrides", ())), hyperparameters=options, timeout=timeout or "")
     if capacity is not None:
         request.capacity = capacity
     from launcher import backends

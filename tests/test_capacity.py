@@ -131,9 +131,11 @@ def test_the_pipeline_carries_the_key_and_the_scheduling_to_its_jobs(tmp_path):
     pytest.importorskip("kfp")
     code, out, err = launcher("pipeline", "run", "--dry-run", "--pipeline-root", "gs://bucket/root", "--source",
                               "gs://bucket/run", "--spot", "--boot-disk-size-gb", "300", "--kms-key", KEY,
-                              "--finetune-dataset", "gs://bucket/real", cwd=tmp_path)
+                              "--finetune-dataset", "gs://bucket/real", "--timeout", "12h", cwd=tmp_path)
     assert code == 0, err
     body = json.loads(out[out.index("{"):])         # stdout is the body alone
+    assert body["runtimeConfig"]["parameterValues"]["train_timeout"] == "12h"
+    assert "for 12 h," in err and "default timeout" not in err
     job = strict(body, "PipelineJob")
     assert job.encryption_spec.kms_key_name == KEY
     from launcher.capacity import Capacity
@@ -151,7 +153,8 @@ def test_the_pipelines_training_step_sends_the_choices(fake_vertex, google, data
     monkeypatch.setattr(steps.time, "sleep", lambda seconds: None)
     capacity = Capacity(spot=True, boot_disk_type="pd-ssd", kms_key=KEY).to_json()
     steps.train_candidate(dataset, job_dir("pipe_spot"), {"max_steps": 9}, "vertex", PROJECT, "us-central1",
-                          "img:1", "gpu", "pipe_spot", capacity)
+                          "img:1", "gpu", "pipe_spot", capacity, "1d")
     body = google.calls("POST", JOBS)[0]["body"]
-    assert body["jobSpec"]["scheduling"] == {"strategy": "SPOT"} and body["encryptionSpec"] == {"kmsKeyName": KEY}
+    assert body["jobSpec"]["scheduling"] == {"strategy": "SPOT", "timeout": "86400s"}
+    assert body["encryptionSpec"] == {"kmsKeyName": KEY}
     assert body["jobSpec"]["workerPoolSpecs"][0]["diskSpec"]["bootDiskType"] == "pd-ssd"

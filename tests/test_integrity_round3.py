@@ -200,6 +200,7 @@ def test_bad_vertex_arguments_end_before_anything_is_sent(fake_vertex, google, d
     (["--accelerator", "v100"], "--accelerator"),
     (["--metric", "real.APX"], "--metric"),
     (["--max-steps", "0"], "--max-steps"),
+    (["--timeout", "3x"], "--timeout"),
     (["--params-override", "{task: {no_such_key: 1}}"], "does not fit Model Garden's config"),
 ])
 def test_bad_pipeline_arguments_end_before_anything_is_sent(google, extra, message):
