@@ -17,9 +17,9 @@ from launcher.errors import UsageError
 
 BOOT_DISK_TYPES = ("pd-ssd", "pd-standard", "hyperdisk-balanced")
 RESERVATION_KEY = "compute.googleapis.com/reservation-name"
-_RESERVATION = re.compile(r"^projects/[^/\s]+/zones/[a-z]+-[a-z]+[0-9]+-[a-z]/reservations/[a-z]([-a-z0-9]*[a-z0-9])?$")
-_PERSISTENT_RESOURCE = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
-_KMS_KEY = re.compile(r"^projects/[^/\s]+/locations/([^/\s]+)/keyRings/[^/\s]+/cryptoKeys/[^/\s]+$")
+_RESERVATION = re.compile(r"^projects/[^/\s]+/zones/[a-z]+-[a-z]+[0-9]+-[a-z]/reservations/[a-z]([-a-z0-9]*[a-z0-9])?\Z")
+_PERSISTENT_RESOURCE = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?\Z")
+_KMS_KEY = re.compile(r"^projects/[^/\s]+/locations/([^/\s]+)/keyRings/[^/\s]+/cryptoKeys/[^/\s]+\Z")
 
 FLEX_WITH_RESERVATION = (
     "--flex-start cannot be used with --reservation: Vertex AI's training documentation says FLEX_START "

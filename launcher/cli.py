@@ -123,6 +123,13 @@ def _backend_options(command):
     return command
 
 
+def _not_empty(ctx, param, value):
+    """An option given an empty value (an unset shell variable) is refused, not dropped."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("is empty (an unset shell variable?): give it a value, or leave the option out")
+    return value
+
+
 def _capacity_options(command):
     """How a Vertex job gets its machines (aiplatform v1 Scheduling, DiskSpec, reservations, CMEK)."""
     options = [
@@ -130,8 +137,9 @@ def _capacity_options(command):
                                                   "preempted; the trainer resumes from its newest checkpoint"),
         click.option("--flex-start", is_flag=True, help="vertex: wait for scarce GPUs with Dynamic Workload Scheduler "
                                                         "(scheduling.strategy FLEX_START)"),
-        click.option("--max-wait", metavar="DURATION", help="with --flex-start: how long to wait for the machines, "
-                                                            "e.g. 2h (0: no end; Vertex's default: 24 h)"),
+        click.option("--max-wait", callback=_not_empty, metavar="DURATION",
+                     help="with --flex-start: how long to wait for the machines, "
+                          "e.g. 2h (0: no end; Vertex's default: 24 h)"),
         click.option("--restart-on-worker-restart/--no-restart-on-worker-restart", default=None,
                      help="vertex: restart the whole job when one worker restarts (default: on with more than one "
                           "replica, which multi-worker training needs)"),
@@ -139,10 +147,11 @@ def _capacity_options(command):
         click.option("--boot-disk-size-gb", type=int, help="vertex: every machine's boot disk (Vertex's default: 100)"),
         click.option("--boot-disk-type", type=click.Choice(["pd-ssd", "pd-standard", "hyperdisk-balanced"]),
                      help="vertex: every machine's boot disk type (Vertex's default: pd-ssd)"),
-        click.option("--reservation", metavar="projects/P/zones/Z/reservations/R",
+        click.option("--reservation", callback=_not_empty, metavar="projects/P/zones/Z/reservations/R",
                      help="vertex: take the machines from this Compute Engine reservation"),
-        click.option("--persistent-resource", metavar="ID", help="vertex: run on this persistent resource's machines"),
-        click.option("--kms-key", metavar="projects/P/locations/L/keyRings/K/cryptoKeys/C",
+        click.option("--persistent-resource", callback=_not_empty, metavar="ID",
+                     help="vertex: run on this persistent resource's machines"),
+        click.option("--kms-key", callback=_not_empty, metavar="projects/P/locations/L/keyRings/K/cryptoKeys/C",
                      help="vertex: the customer-managed key that encrypts the job (same region as the job)"),
     ]
     for option in reversed(options):
@@ -417,6 +426,14 @@ def _check_metric(ctx, param, value):
     return value
 
 
+def _check_eval_pct(ctx, param, value):
+    """The pipeline evaluates the candidate on the eval split and trains it on the rest: both need images."""
+    if value in (0, 100):
+        raise click.BadParameter("takes a share above 0 and below 100 (the candidate is trained on the train split "
+                                 "and evaluated on the eval split, so both need images), got %g" % value)
+    return value
+
+
 def _check_timeout(ctx, param, value):
     if value:
         try:
@@ -434,7 +451,8 @@ def _pipeline_parameter_options(command):
         click.option("--bucket", default=""),
         click.option("--usim-token-secret", default="", metavar="projects/P/secrets/S[/versions/V]",
                      help="the Unity Simulation token in Secret Manager (cloud runs; locally the usual places)"),
-        click.option("--eval-pct", default=20.0, show_default=True, type=click.FloatRange(0, 100)),
+        click.option("--eval-pct", default=20.0, show_default=True, type=click.FloatRange(0, 100),
+                     callback=_check_eval_pct),
         click.option("--real-dataset", default="", help="real photos converted by real_data_loader.py (seed 002)"),
         click.option("--finetune-dataset", default="", help="real photos converted with the synthetic label map: "
                                                             "fine-tune the candidate on them, then evaluate that"),
@@ -710,15 +728,17 @@ def _schedule_leaderboard(arguments, schedule, project, region, pipeline_root, i
                % (created.get("name"), schedule, created.get("state", "ACTIVE")))
 
 
-_PIPELINE_JOB_ID = re.compile(r"^[a-z0-9-]{1,127}$")
+_PIPELINE_JOB_ID = re.compile(r"^[a-z][-a-z0-9]{0,127}\Z")
 
 
 def _check_run_id(run_id):
-    """Vertex AI's rule for a pipelineJobId: fewer than 128 of a-z, 0-9 and -."""
+    """Vertex AI's rule for a pipelineJobId: ^[a-z][-a-z0-9]{0,127}$."""
     if run_id is not None and not _PIPELINE_JOB_ID.match(run_id):
-        raise UsageError("--run-id %r is not a valid pipeline run id: use at most 127 lower-case letters, digits "
-                         "and hyphens (Vertex AI's rule), e.g. %r" % (run_id, re.sub(r"[^a-z0-9-]+", "-",
-                                                                                    run_id.lower()).strip("-")[:127]))
+        suggestion = re.sub(r"[^a-z0-9-]+", "-", run_id.lower()).strip("-")
+        suggestion = (suggestion if suggestion[:1].isalpha() else ("run-" + suggestion).rstrip("-"))[:128]
+        raise UsageError("--run-id %r is not a valid pipeline run id: start with a lower-case letter, then at most 127 "
+                         "lower-case letters, digits and hyphens (Vertex AI's rule ^[a-z][-a-z0-9]{0,127}$), e.g. %r"
+                         % (run_id, suggestion))
 
 
 def require_extra(module, extra):

@@ -33,7 +33,7 @@ MACHINES = {
     },
 }
 
-_JOB_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,127}$")
+_JOB_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,127}\Z")
 
 
 def machines_from_config(text, path):

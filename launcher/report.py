@@ -10,6 +10,7 @@ import html
 import io
 import json
 import os
+import shlex
 
 from tfproc import fsutil
 from trainer import cocoap
@@ -83,7 +84,8 @@ def verdict_sentence(comparison, promotion):
     """The decision in one sentence, and the command that acts on it."""
     metric, verdict = comparison["metric"], comparison.get("verdict")
     production_dir = promotion.get("production_dir", "")
-    rollback = "python -m launcher pipeline promote --production %s --rollback" % production_dir
+    rollback = shlex.join(["python", "-m", "launcher", "pipeline", "promote", "--production", str(production_dir),
+                           "--rollback"])
     promote = promotion.get("promote_command", "")
     if comparison.get("production") is None:
         text = ("There is no production model yet; the candidate scores %s %.4f on %s images."
@@ -91,12 +93,16 @@ def verdict_sentence(comparison, promotion):
         if verdict == "scored nothing":
             text = ("There is no production model yet, and the candidate scored nothing (%s %s): it is not "
                     "promoted." % (metric, comparison["candidate"]))
+    elif comparison.get("ci95") is None:
+        text = "%s." % comparison.get("reason", "there is nothing to compare")
     else:
         low, high = comparison["ci95"]
         text = ("By %s the candidate is %s: %+.4f against production (95%% interval %+.4f to %+.4f, from %d "
                 "resamples of %d images; better needs the whole interval above %+.4f)." % (
                     metric, verdict, comparison["difference"], low, high, comparison["resamples"],
                     comparison["images"], comparison.get("min_improvement") or 0.0))
+        if comparison["images"] < (comparison.get("min_images") or 0):
+            text += " It is within noise because a verdict needs at least %d eval images." % comparison["min_images"]
     if promotion.get("promoted"):
         return text + " It is production now; to roll back:", rollback
     return text + " It was not promoted; to promote it anyway:", promote

@@ -5,7 +5,7 @@ import re
 from launcher import google_api
 from launcher.errors import UsageError
 
-_NAME = re.compile(r"^projects/[^/]+/secrets/[^/]+(/versions/[^/]+)?$")
+_NAME = re.compile(r"^projects/[^/\s]+/secrets/[^/\s]+(/versions/[^/\s]+)?\Z")
 
 
 def access(name, api_endpoint=None):

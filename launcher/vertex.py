@@ -39,10 +39,10 @@ STATES = {
     "JOB_STATE_UPDATING": "RUNNING", "JOB_STATE_PARTIALLY_SUCCEEDED": "FAILED",
     "JOB_STATE_UNSPECIFIED": "QUEUED",
 }
-_NUMERIC = re.compile(r"^\d+$")
-_NETWORK = re.compile(r"^projects/[^/]+/global/networks/[^/]+$")
-_TENSORBOARD = re.compile(r"^projects/[^/]+/locations/[^/]+/tensorboards/\d+$")
-_SERVICE_ACCOUNT = re.compile(r"^[^@\s]+@[^@\s]+\.iam\.gserviceaccount\.com$")
+_NUMERIC = re.compile(r"^\d+\Z")
+_NETWORK = re.compile(r"^projects/[^/\s]+/global/networks/[^/\s]+\Z")
+_TENSORBOARD = re.compile(r"^projects/[^/\s]+/locations/[^/\s]+/tensorboards/\d+\Z")
+_SERVICE_ACCOUNT = re.compile(r"^[^@\s]+@[^@\s]+\.iam\.gserviceaccount\.com\Z")
 CREATE_ATTEMPTS = 5
 LOCAL_IMAGE = "synthdet:local"      # --backend local runs the containerSpec's command in this environment
 HTTP_TIMEOUT = (15, 120)    # seconds to connect, to read an answer

@@ -201,6 +201,8 @@ def test_bad_vertex_arguments_end_before_anything_is_sent(fake_vertex, google, d
     (["--metric", "real.APX"], "--metric"),
     (["--max-steps", "0"], "--max-steps"),
     (["--timeout", "3x"], "--timeout"),
+    (["--eval-pct", "0"], "evaluated on the eval split"),
+    (["--eval-pct", "100"], "evaluated on the eval split"),
     (["--params-override", "{task: {no_such_key: 1}}"], "does not fit Model Garden's config"),
 ])
 def test_bad_pipeline_arguments_end_before_anything_is_sent(google, extra, message):

@@ -4,6 +4,7 @@ import json
 import os
 import pathlib
 import random
+import shlex
 import shutil
 
 import pytest
@@ -136,13 +137,13 @@ def test_the_same_chain_twice_into_one_work_dir_keeps_each_run_and_the_productio
     assert report["promote_command"] in out
 
     # the report's command promotes by hand; the first run's model is kept as the previous one
-    code, out, err = run(*report["promote_command"].split()[3:])
+    code, out, err = run(*shlex.split(report["promote_command"])[3:])
     assert code == 0, err
     pointer = json.loads((production / "production.json").read_text())
     assert pointer["current"]["name"] == "night-2" and pointer["previous"]["name"] == "night-1"
     assert pointer["current"]["source"] == str(second / "finetuned")
     before = (production / "production.json").read_text()
-    code, out, err = run(*report["promote_command"].split()[3:])          # twice: nothing changes
+    code, out, err = run(*shlex.split(report["promote_command"])[3:])          # twice: nothing changes
     assert code == 0 and "nothing changed" in out
     assert (production / "production.json").read_text() == before
     code, out, err = run("pipeline", "promote", "--rollback", "--production", production)

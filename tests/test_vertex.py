@@ -192,6 +192,16 @@ def test_job_options_land_where_the_custom_job_wants_them(fake_vertex, google, d
     (["--params-override", "{task: {model: {nope: 1}}}"], "does not fit Model Garden's config"),
     (["--init-checkpoint", "/home/me/ckpt-1"], "--init-checkpoint must be imagenet, none or a gs://"),
     (["--backbone", "mobilenet", "--init-checkpoint", "imagenet"], "no ImageNet checkpoint for --backbone mobilenet"),
+    (["--network", "projects/1/global/networks/vpc1\n"], "--network takes projects/"),
+    (["--service-account", "me@p.iam.gserviceaccount.com\n"], "--service-account takes an email"),
+    (["--reservation", "projects/p/zones/us-central1-a/reservations/r\n"], "--reservation"),
+    (["--persistent-resource", "pool\n"], "--persistent-resource"),
+    (["--kms-key", "projects/p/locations/us-central1/keyRings/k/cryptoKeys/c\n"], "--kms-key"),
+    (["--labels", "team=x\n"], "--labels takes key=value"),
+    (["--kms-key", ""], "is empty (an unset shell variable?)"),
+    (["--reservation", ""], "is empty (an unset shell variable?)"),
+    (["--persistent-resource", ""], "is empty (an unset shell variable?)"),
+    (["--flex-start", "--max-wait", ""], "is empty (an unset shell variable?)"),
 ])
 def test_bad_options_are_refused_before_anything_is_sent(fake_vertex, google, dataset, flags, message):
     code, _, err = vertex_train(dataset, "vtx_bad", *flags)
@@ -440,7 +450,7 @@ def test_a_command_whose_extra_is_missing_says_which(tmp_path):
     assert done.returncode == 2 and 'the trainer needs the "train" extra' in done.stderr
 
 
-@pytest.mark.parametrize("run_id", ["Synthdet_Run", "x y", "a" * 128, ""])
+@pytest.mark.parametrize("run_id", ["Synthdet_Run", "x y", "a" * 129, "", "1night", "-night", "night\n"])
 def test_pipeline_run_ids_are_checked_against_vertexs_rule(google, run_id):
     code, _, err = run("pipeline", "run", "--project", PROJECT, "--pipeline-root", "gs://b/p", "--source", "gs://b/r",
                        "--run-id", run_id, "--dry-run")

@@ -1,0 +1,105 @@
+"""Issue 32's defects that are fixed: a verdict from too few images, a comparison with nothing to
+compare, and commands for the user to paste that must be shell-quoted."""
+
+import json
+import os
+import pathlib
+import shlex
+import subprocess
+import sys
+
+from test_integrity_round3 import _scores
+from test_pipeline import _candidate
+
+ROOT = str(pathlib.Path(__file__).resolve().parents[1])
+
+
+def _strict_json(text):
+    def refuse(constant):
+        raise ValueError("not JSON: %s" % constant)
+    return json.loads(text, parse_constant=refuse)
+
+
+def _production(tmp_path, monkeypatch, production_scores):
+    from launcher import production as production_lib
+    from launcher import steps
+    prod = str(tmp_path / "prod")
+    production_lib.promote(_candidate(tmp_path / "old", 0.6), prod, "old")
+    monkeypatch.setattr(steps, "evaluate_all", lambda *args, **kwargs: {"synthetic": production_scores})
+    return prod
+
+
+def test_one_eval_image_gives_no_better_verdict_and_auto_promotes_nothing(tmp_path, monkeypatch):
+    from launcher import production as production_lib
+    from launcher import report
+    from launcher import steps
+    prod = _production(tmp_path, monkeypatch, _scores(tmp_path / "scores_old", hits=0, images=1))
+    comparison = steps.compare({"synthetic": _scores(tmp_path / "scores_new", hits=1, images=1)}, prod, "unused")
+    assert comparison["difference"] > 0 and comparison["ci95"][0] > 0          # the interval alone says better
+    assert comparison["verdict"] == "within noise" and comparison["better"] is False
+    assert "at least %d eval images" % steps.MIN_IMAGES in comparison["reason"]
+    promotion = steps.promote(comparison, _candidate(tmp_path / "new", 0.9), prod, mode="auto", run="new")
+    assert promotion["promoted"] is False and production_lib.read_pointer(prod)["current"]["name"] == "old"
+    sentence, _ = report.verdict_sentence(comparison, promotion)
+    assert "within noise" in sentence and "at least %d eval images" % steps.MIN_IMAGES in sentence
+
+
+def test_eval_images_without_boxes_have_nothing_to_compare_and_the_file_is_json(tmp_path, monkeypatch):
+    from launcher import report
+    from launcher import steps
+
+    def no_boxes(folder):
+        folder.mkdir(parents=True)
+        rows = [{"image": i, "class": 1, "gt": 0, "scores": [0.9], "matched": [0], "ignored": [0], "boxes": [],
+                 "gt_boxes": []} for i in range(12)]
+        (folder / "matches.json").write_text(json.dumps({"images": list(range(12)), "iou_thresholds": [
+            0.5 + 0.05 * k for k in range(10)], "max_detections": 100, "rows": rows}))
+        return {"AP": -1.0, "matches": str(folder / "matches.json"), "per_class_AP": {"c1": -1.0}}
+
+    prod = _production(tmp_path, monkeypatch, no_boxes(tmp_path / "scores_old"))
+    folder = tmp_path / "run"
+    comparison = steps.compare({"synthetic": no_boxes(tmp_path / "scores_new")}, prod, "unused", folder=str(folder))
+    assert comparison["verdict"] == "nothing to compare" and comparison["better"] is False
+    assert comparison["resamples"] == 0 and comparison["ci95"] is None
+    written = _strict_json((folder / "comparison.json").read_text())
+    assert written["verdict"] == "nothing to compare" and written["ci95"] is None
+    assert all(interval["ci95"] is None for interval in written["intervals"].values())
+    sentence, _ = report.verdict_sentence(written, {"promoted": False, "promote_command": "x"})
+    assert "nothing to compare" in sentence
+
+
+def test_pasted_promote_and_rollback_commands_get_exactly_their_paths(tmp_path):
+    """The commands are pasted into bash, from a folder of their own: the odd paths arrive whole,
+    and the ``$(...)`` in one is not run."""
+    from launcher import production as production_lib
+    from launcher import report
+    from launcher import steps
+    odd = tmp_path / "a work dir $(touch pwned)"
+    candidate, prod = _candidate(odd / "cand idate", 0.5), str(odd / "prod 'one'")
+    command = steps.promote_command(candidate, prod, "r1")
+    assert shlex.split(command) == ["python", "-m", "launcher", "pipeline", "promote", "--candidate", str(candidate),
+                                    "--production", prod, "--run", "r1"]
+    production_lib.promote(_candidate(tmp_path / "first", 0.4), prod, "r0")
+    done = paste(command, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert production_lib.read_pointer(prod)["current"]["name"] == "r1"
+    _, rollback = report.verdict_sentence({"metric": "real.AP", "production": None, "candidate": 0.5,
+                                           "verdict": "first model", "images": 3},
+                                          {"promoted": True, "production_dir": prod})
+    assert shlex.split(rollback) == ["python", "-m", "launcher", "pipeline", "promote", "--production", prod,
+                                     "--rollback"]
+    done = paste(rollback, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert production_lib.read_pointer(prod)["current"]["name"] == "r0"
+    assert not list(tmp_path.glob("pwned")) and not list(odd.glob("pwned"))
+
+
+def paste(command, cwd):
+    """Run ``command`` as bash gets it pasted, with this interpreter as ``python``."""
+    shim = cwd / "bin"
+    shim.mkdir(exist_ok=True)
+    (shim / "python").write_text('#!/bin/sh\nexec %s "$@"\n' % shlex.quote(sys.executable))
+    (shim / "python").chmod(0o755)
+    env = dict(os.environ, PATH="%s:%s" % (shim, os.environ["PATH"]), PYTHONPATH=ROOT)
+    return subprocess.run(["bash", "-c", command], cwd=str(cwd), env=env, capture_output=True, text=True,
+                          timeout=300)
