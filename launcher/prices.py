@@ -24,6 +24,7 @@ PRICES_OF = "2024-11"       # the Compute Engine figures; the Vertex factor is o
 SOURCE = "https://cloud.google.com/vertex-ai/pricing"
 VERTEX_FACTOR = 1.15
 DEFAULT_TIMEOUT_SECONDS = 7 * 24 * 3600      # Vertex's Scheduling.timeout default
+GPUS_INCLUDED = ("g2-", "a2-")                # machine types whose list price includes their GPUs
 
 
 def _vertex(on_demand, spot):
@@ -73,11 +74,15 @@ def _what(counted):
 
 
 def hourly(body, region, spot):
-    """$ per hour of the whole job, or (None, the unpriced machines)."""
+    """$ per hour of the whole job, or (None, the unpriced machines). The table's prices hold the
+    GPUs of the machine types that come with them (g2, a2); GPUs attached to any other machine
+    (N1 with T4s, say) are billed on their own, and are not priced here."""
     table = PER_HOUR.get(region, {})
     total, unpriced = 0.0, []
-    for (machine, _, _), replicas in _machines(body).items():
+    for (machine, accelerator, count), replicas in _machines(body).items():
         price = table.get(machine, (None, None))[1 if spot else 0]
+        if accelerator and count and not machine.startswith(GPUS_INCLUDED):
+            price, machine = None, "%s with %d × %s attached" % (machine, count, accelerator)
         if price is None:
             unpriced.append(machine)
         else:

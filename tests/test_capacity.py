@@ -91,6 +91,23 @@ def test_a_machine_without_a_list_price_is_unpriced_never_guessed(tmp_path):
     assert "unknown: no on-demand list price here for a2-highgpu-8g in us-central1" in line and "$" not in line
 
 
+def test_gpus_attached_to_an_n1_machine_are_not_priced_as_the_bare_machine(tmp_path):
+    pools = tmp_path / "pools.yaml"
+    pools.write_text("- machineSpec: {machineType: n1-standard-8, acceleratorType: NVIDIA_TESLA_T4, "
+                     "acceleratorCount: 4}\n  replicaCount: '1'\n")
+    code, out, err = launcher(*DRY, "--worker-pool-spec-file", pools, "--timeout", "10h", cwd=tmp_path)
+    assert code == 0, err
+    line = [x for x in out.splitlines() if x.startswith("price:")][0]
+    assert "unknown: no on-demand list price here for n1-standard-8 with 4 × NVIDIA_TESLA_T4 attached" in line
+    assert "$" not in line
+    pools.write_text("- machineSpec: {machineType: n1-standard-8}\n  replicaCount: '1'\n")
+    code, out, err = launcher(*DRY, "--worker-pool-spec-file", pools, "--timeout", "10h", cwd=tmp_path)
+    assert code == 0, err
+    from launcher import prices
+    assert "price: at most $%s (1 × n1-standard-8 for 10 h, on-demand" % prices.money(
+        prices.PER_HOUR["us-central1"]["n1-standard-8"][0] * 10) in out
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--spot", "--flex-start"], "--spot and --flex-start are two scheduling strategies"),
     (["--max-wait", "2h"], "--max-wait is how long a --flex-start job may wait"),
