@@ -697,9 +697,13 @@ def pipeline_leaderboard(work_dir, production_dir, dataset, real_dataset, since,
         raise LauncherError(str(error))
     for entry in board["entries"]:
         vs = entry["vs_production"]
-        click.echo("%d. %-24s %-10s %s %.4f [%.4f, %.4f]%s" % (
-            entry["rank"], entry["run"], entry["kind"], board["metric"], entry["value"], entry["ci95"][0],
-            entry["ci95"][1], "  %+.4f against production: %s" % (vs["difference"], vs["verdict"]) if vs else ""))
+        click.echo("%d. %-24s %-10s %s %.4f %s%s" % (
+            entry["rank"], entry["run"], entry["kind"], board["metric"], entry["value"],
+            "[%.4f, %.4f]" % tuple(entry["ci95"]) if entry["ci95"] else "[no interval]",
+            "  %+.4f against production: %s" % (vs["difference"], vs["verdict"]) if vs else ""))
+    if board["resamples_left_out"]:
+        click.echo("%d of %d resamples held no ground-truth box and were left out of the intervals"
+                   % (board["resamples_left_out"], board["resamples"] + board["resamples_left_out"]))
     click.echo("leaderboard: %s/leaderboard.json and report.html" % board["folder"])
 
 

@@ -130,11 +130,12 @@ def build(work_dir, production_dir, dataset="", real_dataset="", since="", metri
         if real_dataset:
             scored["real"] = score(model_dir, identity, real_dataset, scores_root, name)
         entries.append({"run": name, "model": model_dir, "kind": kind, "scores": scored})
-    _intervals(entries, metric, resamples)
+    used = _intervals(entries, metric, resamples)
     entries.sort(key=lambda e: -e["value"])
     for rank, entry in enumerate(entries, 1):
         entry["rank"] = rank
-    board = {"metric": metric, "dataset": dataset, "real_dataset": real_dataset or None, "resamples": resamples,
+    board = {"metric": metric, "dataset": dataset, "real_dataset": real_dataset or None, "resamples": used,
+             "resamples_left_out": resamples - used,
              "images": entries[0]["images"], "since": since or None, "production_dir": production_dir,
              "entries": [{k: e[k] for k in ("rank", "run", "model", "kind", "value", "ci95", "vs_production",
                                              "per_class")} for e in entries]}
@@ -158,18 +159,26 @@ def _intervals(entries, metric, resamples, seed=0):
     rng = np.random.default_rng(seed)
     draws = [np.bincount(rng.integers(0, len(images), len(images)), minlength=len(images)) for _ in range(resamples)]
     values = np.array([[t.metric(key, t.weights(c, images)) for c in draws] for t in tables])
+    scored = (values >= 0).all(axis=0)      # pycocotools' -1: no ground truth in this resample
+    values = values[:, scored]
     production = [i for i, e in enumerate(entries) if e["kind"] == "production"]
     for i, (table, entry) in enumerate(zip(tables, entries)):
         entry["value"] = table.metric(key)
-        entry["ci95"] = [float(v) for v in np.percentile(values[i], [2.5, 97.5])]
+        entry["ci95"] = [float(v) for v in np.percentile(values[i], [2.5, 97.5])] if values.shape[1] else None
         entry["images"] = len(images)
         entry["per_class"] = {split: (entry["scores"][split].get("per_class_AP") or {}) for split in entry["scores"]}
         entry["vs_production"] = None
         if production and i != production[0]:
             differences = values[i] - values[production[0]]
-            ci95 = [float(v) for v in np.percentile(differences, [2.5, 97.5])]
+            ci95 = [float(v) for v in np.percentile(differences, [2.5, 97.5])] if values.shape[1] else None
             entry["vs_production"] = {"difference": entry["value"] - tables[production[0]].metric(key),
-                                      "ci95": ci95, "verdict": cocoap.verdict(ci95)}
+                                      "ci95": ci95, "verdict": cocoap.verdict(ci95) if ci95 else "nothing to compare"}
+    return int(values.shape[1])
+
+
+def _left_out(board):
+    left_out = board.get("resamples_left_out") or 0
+    return ("; %d resamples held no ground-truth box and were left out" % left_out) if left_out else ""
 
 
 def render(board):
@@ -192,11 +201,12 @@ def render(board):
         for c in classes)) for entry in board["entries"]]
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>leaderboard</title><style>%s"
             "</style></head><body><h1>Leaderboard by %s</h1><p>%d images of %s; intervals from %d resamples of "
-            "the images, the same resamples for every model.</p><table id=\"leaderboard\"><tr><th>rank</th>"
+            "the images, the same resamples for every model%s.</p><table id=\"leaderboard\"><tr><th>rank</th>"
             "<th>run</th><th>kind</th><th>%s</th><th>95%% interval</th><th>against production</th>"
             "<th>95%% interval</th><th>verdict</th></tr>%s</table><h2>AP per class (%s data)</h2><table><tr><th>run"
             "</th>%s</tr>%s</table></body></html>\n" % (
                 report_lib.STYLE, e(board["metric"]), board["images"],
                 e(board["real_dataset"] if split == "real" else board["dataset"]), board["resamples"],
+                _left_out(board),
                 e(board["metric"]), "".join(rows), e(split), "".join("<th>%s</th>" % e(c) for c in classes),
                 "".join(class_rows)))

@@ -8,6 +8,8 @@ import shlex
 import subprocess
 import sys
 
+import pytest
+
 from test_integrity_round3 import _scores
 from test_pipeline import _candidate
 
@@ -103,3 +105,26 @@ def paste(command, cwd):
     env = dict(os.environ, PATH="%s:%s" % (shim, os.environ["PATH"]), PYTHONPATH=ROOT)
     return subprocess.run(["bash", "-c", command], cwd=str(cwd), env=env, capture_output=True, text=True,
                           timeout=300)
+
+
+def test_leaderboard_intervals_leave_out_resamples_without_ground_truth(tmp_path):
+    """Of 3 images only one holds a box: about 30% of the resamples miss it, and pycocotools' -1
+    for them is no score."""
+    from launcher import leaderboard
+    entries = []
+    for name, kind, hits in (("new", "candidate", 1), ("production (old)", "production", 0)):
+        folder = tmp_path / name
+        folder.mkdir()
+        rows = [{"image": 0, "class": 1, "gt": 1, "scores": [0.9], "matched": [1023 if hits else 0], "ignored": [0],
+                 "boxes": [], "gt_boxes": []}]
+        (folder / "matches.json").write_text(json.dumps({"images": [0, 1, 2], "iou_thresholds": [
+            0.5 + 0.05 * k for k in range(10)], "max_detections": 100, "rows": rows}))
+        entries.append({"run": name, "kind": kind, "scores": {"synthetic": {"matches": str(folder / "matches.json")}}})
+    used = leaderboard._intervals(entries, "synthetic.AP", 200)
+    assert 0 < used < 200 and 200 - used > 30
+    assert entries[0]["ci95"] == pytest.approx([1.0, 1.0]) and entries[1]["ci95"] == pytest.approx([0.0, 0.0])
+    assert entries[0]["vs_production"]["ci95"] == pytest.approx([1.0, 1.0])
+    board = {"metric": "synthetic.AP", "images": 3, "dataset": "d", "real_dataset": None, "resamples": used,
+             "resamples_left_out": 200 - used, "entries": [dict(e, rank=i + 1, model="m", value=e["value"],
+                                                                per_class={}) for i, e in enumerate(entries)]}
+    assert "%d resamples held no ground-truth box and were left out" % (200 - used) in leaderboard.render(board)
