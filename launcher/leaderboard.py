@@ -164,15 +164,14 @@ def _intervals(entries, metric, resamples, seed=0):
     production = [i for i, e in enumerate(entries) if e["kind"] == "production"]
     for i, (table, entry) in enumerate(zip(tables, entries)):
         entry["value"] = table.metric(key)
-        entry["ci95"] = [float(v) for v in np.percentile(values[i], [2.5, 97.5])] if values.shape[1] else None
+        entry["ci95"] = cocoap.percentile_interval(values[i])
         entry["images"] = len(images)
         entry["per_class"] = {split: (entry["scores"][split].get("per_class_AP") or {}) for split in entry["scores"]}
         entry["vs_production"] = None
         if production and i != production[0]:
-            differences = values[i] - values[production[0]]
-            ci95 = [float(v) for v in np.percentile(differences, [2.5, 97.5])] if values.shape[1] else None
+            ci95 = cocoap.percentile_interval(values[i] - values[production[0]])
             entry["vs_production"] = {"difference": entry["value"] - tables[production[0]].metric(key),
-                                      "ci95": ci95, "verdict": cocoap.verdict(ci95) if ci95 else "nothing to compare"}
+                                      "ci95": ci95, "verdict": cocoap.verdict(ci95)}
     return int(values.shape[1])
 
 

@@ -365,9 +365,8 @@ def _verdict(result, metric, min_improvement):
     """The verdict and the sentence that explains it. No resample that scores both models (no
     ground truth in the images) is "nothing to compare"; fewer than MIN_IMAGES images is "within
     noise" whatever the interval, which from so few images is too narrow to trust."""
-    if not result["resamples"] or result["ci95"] is None or not all(map(math.isfinite, result["ci95"])):
-        result["ci95"] = None
-        return "nothing to compare", ("%s: no resample of the %d eval images holds a ground-truth box to score, so "
+    if result["ci95"] is None:
+        return cocoap.verdict(None), ("%s: no resample of the %d eval images holds a ground-truth box to score, so "
                                       "there is nothing to compare" % (metric, result["images"]))
     scores = "%s: candidate %.4f, production %.4f; difference %+.4f" % (
         metric, result["candidate"], result["production"], result["difference"])
@@ -397,12 +396,9 @@ def _interval(tables, key, resamples):
     if key not in cocoap.SUPPORTED:
         raise StepFailed("%s has no interval: compare by one of %s" % (key, ", ".join(cocoap.SUPPORTED)))
     try:
-        interval = cocoap.paired_bootstrap(tables[0], tables[1], key, resamples)
+        return cocoap.paired_bootstrap(tables[0], tables[1], key, resamples)
     except ValueError as error:
         raise StepFailed(str(error))
-    if not interval["resamples"]:            # no resample held ground truth to score
-        interval["ci95"] = None
-    return interval
 
 
 def promote_command(candidate_dir, production_dir, run):

@@ -126,7 +126,8 @@ def load(text):
 def paired_bootstrap(candidate, production, name, resamples=200, seed=0):
     """The difference candidate minus production in metric ``name`` on the same images, and its 95%
     interval from ``resamples`` resamples of the images (each resample scores both models on the
-    same draw). Returns {"difference", "ci95", "resamples", "images"}."""
+    same draw). Returns {"difference", "ci95", "resamples", "images"}; ``ci95`` is None when no
+    resample holds ground truth to score."""
     images = sorted(set(candidate.images))
     if images != sorted(set(production.images)):
         raise ValueError("the two evaluations scored different images (%d and %d); score both on the same data"
@@ -140,14 +141,21 @@ def paired_bootstrap(candidate, production, name, resamples=200, seed=0):
         b = production.metric(name, production.weights(counts, images))
         if a >= 0 and b >= 0:
             differences.append(a - b)
-    low, high = (np.percentile(differences, [2.5, 97.5]) if differences else (float("nan"), float("nan")))
-    return {"difference": float(difference), "ci95": [float(low), float(high)], "resamples": len(differences),
-            "images": len(images)}
+    return {"difference": float(difference), "ci95": percentile_interval(differences),
+            "resamples": len(differences), "images": len(images)}
+
+
+def percentile_interval(values):
+    """The 95% percentile interval of bootstrap ``values``, or None with no value to take it from."""
+    return [float(v) for v in np.percentile(values, [2.5, 97.5])] if len(values) else None
 
 
 def verdict(ci95, min_improvement=0.0):
     """``better`` when the whole interval is above ``min_improvement``, ``worse`` when it is below 0,
-    ``within noise`` otherwise."""
+    ``within noise`` otherwise; ``nothing to compare`` without an interval (no resample had ground
+    truth to score)."""
+    if ci95 is None:
+        return "nothing to compare"
     low, high = ci95
     if low > min_improvement:
         return "better"
