@@ -1,4 +1,5 @@
-"""The one exception the launcher shows to users: a line that says what is wrong and what to do."""
+"""The launcher's exceptions: the one it shows users (a line that says what is wrong and what to do),
+and a pipeline step's failure, which the step's record keeps."""
 
 
 class LauncherError(Exception):
@@ -12,3 +13,7 @@ class LauncherError(Exception):
 class UsageError(LauncherError):
     def __init__(self, message):
         super().__init__(message, exit_code=2)
+
+
+class StepFailed(RuntimeError):
+    """A pipeline step that cannot do its work; the message says why, and RUN_DIR/steps/ keeps it."""

@@ -57,7 +57,7 @@ def test_every_flag_lands_where_custom_job_wants_it(tmp_path):
     assert job.encryption_spec.kms_key_name == KEY
     assert "--kms-key=%s" % KEY in out                          # the gcloud twin says it too
     assert "not checked: --spot with --reservation" in out      # Vertex's documents do not say; it decides
-    from launcher import prices
+    from launcher.jobs import prices
     ceiling = 3 * prices.PER_HOUR["us-central1"]["g2-standard-24"][1] * 72
     assert "price: at most $%s (3 × g2-standard-24 with 2 × L4 each for 3 days, Spot list price, us-central1, " \
            "prices of %s)" % ("{:,.0f}".format(ceiling), prices.PRICES_OF) in out
@@ -78,7 +78,7 @@ def test_one_machine_does_not_restart_the_job_and_the_default_timeout_is_priced(
     code, out, err = launcher(*DRY, cwd=tmp_path)
     assert code == 0, err
     assert "scheduling" not in body_of(out)["jobSpec"]
-    from launcher import prices
+    from launcher.jobs import prices
     week = prices.PER_HOUR["us-central1"]["g2-standard-8"][0] * 7 * 24
     assert "price: at most $%s (1 × g2-standard-8 (1 × L4) for 7 days (Vertex's default timeout: pass --timeout " \
            "to lower this ceiling), on-demand list price" % "{:,.0f}".format(week) in out
@@ -103,7 +103,7 @@ def test_gpus_attached_to_an_n1_machine_are_not_priced_as_the_bare_machine(tmp_p
     pools.write_text("- machineSpec: {machineType: n1-standard-8}\n  replicaCount: '1'\n")
     code, out, err = launcher(*DRY, "--worker-pool-spec-file", pools, "--timeout", "10h", cwd=tmp_path)
     assert code == 0, err
-    from launcher import prices
+    from launcher.jobs import prices
     assert "price: at most $%s (1 × n1-standard-8 for 10 h, on-demand" % prices.money(
         prices.PER_HOUR["us-central1"]["n1-standard-8"][0] * 10) in out
 
@@ -155,7 +155,7 @@ def test_the_pipeline_carries_the_key_and_the_scheduling_to_its_jobs(tmp_path):
     assert "for 12 h," in err and "default timeout" not in err
     job = strict(body, "PipelineJob")
     assert job.encryption_spec.kms_key_name == KEY
-    from launcher.capacity import Capacity
+    from launcher.jobs.capacity import Capacity
     carried = Capacity.from_json(body["runtimeConfig"]["parameterValues"]["capacity"])
     assert carried == Capacity(spot=True, boot_disk_size_gb=300, kms_key=KEY)
     assert "price of its training job: at most $" in err and "Spot list price" in err
@@ -163,8 +163,8 @@ def test_the_pipeline_carries_the_key_and_the_scheduling_to_its_jobs(tmp_path):
 
 
 def test_the_pipelines_training_step_sends_the_choices(fake_vertex, google, dataset, monkeypatch):
-    from launcher import steps
-    from launcher.capacity import Capacity
+    from launcher.pipeline import steps
+    from launcher.jobs.capacity import Capacity
     states = iter(["JOB_STATE_SUCCEEDED"])
     google.route("GET", JOBS + r"/1000", lambda r: (200, dict(fake_vertex.jobs["1000"], state=next(states))))
     monkeypatch.setattr(steps.time, "sleep", lambda seconds: None)

@@ -77,7 +77,7 @@ def test_a_production_path_that_is_a_file_or_mistyped_is_refused(tmp_path):
 
 
 def test_versions_keep_their_own_models_and_paths_are_compared_whole(tmp_path, monkeypatch):
-    from launcher import production as production_lib
+    from launcher.decide import production as production_lib
     prod = str(tmp_path / "prod")
     first = _candidate(tmp_path / "models" / "m1", 0.1)
     second = _candidate(tmp_path / "models" / "m2", 0.2)
@@ -105,16 +105,17 @@ def test_a_candidate_without_params_is_not_promoted(tmp_path):
 
 @pytest.mark.parametrize("value", [float("nan"), -1.0])
 def test_with_no_production_a_candidate_that_scored_nothing_is_not_promoted(tmp_path, value):
-    from launcher import steps
+    from launcher.decide import compare as compare_lib
+    from launcher.decide import promotion
     candidate = _candidate(tmp_path / "c", 0.5)
-    comparison = steps.compare({"synthetic": {"AP": value}}, str(tmp_path / "prod"), "unused")
+    comparison = compare_lib.compare({"synthetic": {"AP": value}}, str(tmp_path / "prod"), "unused")
     assert comparison["better"] is False and "scored nothing" in comparison["reason"]
-    report = steps.promote(comparison, candidate, str(tmp_path / "prod"), mode="auto", run="r")
+    report = promotion.promote(comparison, candidate, str(tmp_path / "prod"), mode="auto", run="r")
     assert report["promoted"] is False and not (tmp_path / "prod" / "production.json").exists()
 
 
 def test_a_promotion_refused_for_a_busy_folder_names_no_option_promote_lacks(tmp_path):
-    from launcher import production as production_lib
+    from launcher.decide import production as production_lib
     from tfproc import output
     prod = tmp_path / "prod"
     prod.mkdir()
@@ -129,7 +130,7 @@ def test_a_promotion_refused_for_a_busy_folder_names_no_option_promote_lacks(tmp
 
 
 def test_pointer_debris_of_a_killed_write_is_removed_by_the_next_promotion(tmp_path):
-    from launcher import production as production_lib
+    from launcher.decide import production as production_lib
     prod = tmp_path / "prod"
     production_lib.promote(_candidate(tmp_path / "c1", 0.1), str(prod), "r1")
     (prod / "production.json.tmp-0123abcd").write_text("{half")
@@ -140,18 +141,19 @@ def test_pointer_debris_of_a_killed_write_is_removed_by_the_next_promotion(tmp_p
 # -- pipeline re-runs ------------------------------------------------------------------------------
 
 def test_a_run_done_again_after_an_auto_promotion_says_it_is_production(tmp_path):
-    from launcher import steps
+    from launcher.decide import compare as compare_lib
+    from launcher.decide import promotion
     candidate, prod = _candidate(tmp_path / "run" / "candidate", 0.5), str(tmp_path / "prod")
-    comparison = steps.compare({"synthetic": {"AP": 0.5}}, prod, "unused")
-    assert steps.promote(comparison, candidate, prod, mode="auto", run="run")["promoted"] is True
+    comparison = compare_lib.compare({"synthetic": {"AP": 0.5}}, prod, "unused")
+    assert promotion.promote(comparison, candidate, prod, mode="auto", run="run")["promoted"] is True
     again = {"metric": "synthetic.AP", "candidate": 0.5, "production": 0.5, "better": False,
              "reason": "synthetic.AP: candidate 0.5000, production 0.5000"}      # itself, scored again
-    report = steps.promote(again, candidate, prod, mode="auto", run="run")
+    report = promotion.promote(again, candidate, prod, mode="auto", run="run")
     assert report["promoted"] is True and report["reason"] == "the candidate is production already"
 
 
 def test_a_reused_conversion_or_model_must_match_what_the_run_asks(tmp_path):
-    from launcher import steps
+    from launcher.pipeline import steps
     for name in ("a", "b"):
         sample.make_run(str(tmp_path / name), app_params=1, instances=1, frames=3, width=64, height=48, seed=1)
     output = str(tmp_path / "run" / "output")
@@ -249,18 +251,21 @@ def test_a_malformed_unity_token_is_said_without_printing_it(token, tmp_path, mo
 # -- bugs the suite let through (issue 22's mutation audit) ----------------------------------------
 
 def test_durations_and_run_names():
-    from launcher import steps, training
+    from launcher.pipeline import runs
+    from launcher.pipeline import steps
+    from launcher.jobs import training
     assert training.timeout_seconds("1d") == 86400 and training.timeout_seconds("2h30m") == 9000
     assert training.timeout_seconds("45s") == 45 and training.timeout_seconds("3600") == 3600
     with pytest.raises(steps.StepFailed, match="not substituted"):
-        steps.run_name("", "{{$.pipeline_job_name}}")
-    assert steps.run_name("", "synthdet-20261201") == "synthdet-20261201"
+        runs.run_name("", "{{$.pipeline_job_name}}")
+    assert runs.run_name("", "synthdet-20261201") == "synthdet-20261201"
 
 
 def test_a_missing_metric_fails_instead_of_scoring_zero():
-    from launcher import steps
+    from launcher.decide import scores
+    from launcher.pipeline import steps
     with pytest.raises(steps.StepFailed, match="no metric real.AP"):
-        steps.metric_value({"synthetic": {"AP": 0.4}}, "real.AP")
+        scores.metric_value({"synthetic": {"AP": 0.4}}, "real.AP")
 
 
 def _scores(folder, hits, images=20):
@@ -277,31 +282,32 @@ def _scores(folder, hits, images=20):
 
 
 def test_auto_promotion_never_installs_a_worse_model_or_one_within_noise(tmp_path, monkeypatch):
-    from launcher import production as production_lib
-    from launcher import steps
+    from launcher.decide import compare as compare_lib
+    from launcher.decide import production as production_lib
+    from launcher.decide import promotion
     prod = str(tmp_path / "prod")
     production_lib.promote(_candidate(tmp_path / "old", 0.6), prod, "old")
     production_scores = _scores(tmp_path / "scores_old", hits=12)
-    monkeypatch.setattr(steps, "evaluate_all", lambda *args, **kwargs: {"synthetic": production_scores})
+    monkeypatch.setattr(compare_lib, "evaluate_all", lambda *args, **kwargs: {"synthetic": production_scores})
     worse = _candidate(tmp_path / "new" / "candidate", 0.3)
-    comparison = steps.compare({"synthetic": _scores(tmp_path / "scores_worse", hits=2)}, prod, "unused")
+    comparison = compare_lib.compare({"synthetic": _scores(tmp_path / "scores_worse", hits=2)}, prod, "unused")
     assert comparison["better"] is False and comparison["verdict"] == "worse" and comparison["ci95"][1] < 0
-    report = steps.promote(comparison, worse, prod, mode="auto", run="new")
+    report = promotion.promote(comparison, worse, prod, mode="auto", run="new")
     assert report["promoted"] is False and production_lib.read_pointer(prod)["current"]["name"] == "old"
-    close = steps.compare({"synthetic": _scores(tmp_path / "scores_close", hits=13)}, prod, "unused")
+    close = compare_lib.compare({"synthetic": _scores(tmp_path / "scores_close", hits=13)}, prod, "unused")
     assert close["difference"] > 0 and close["verdict"] == "within noise"          # one image more: noise
-    assert steps.promote(close, worse, prod, mode="auto", run="new")["promoted"] is False
-    better = steps.compare({"synthetic": _scores(tmp_path / "scores_better", hits=20)}, prod, "unused")
+    assert promotion.promote(close, worse, prod, mode="auto", run="new")["promoted"] is False
+    better = compare_lib.compare({"synthetic": _scores(tmp_path / "scores_better", hits=20)}, prod, "unused")
     assert better["better"] is True and better["verdict"] == "better" and better["ci95"][0] > 0
     assert better["resamples"] == 200 and better["images"] == 20
-    demanding = steps.compare({"synthetic": _scores(tmp_path / "scores_b2", hits=20)}, prod, "unused",
+    demanding = compare_lib.compare({"synthetic": _scores(tmp_path / "scores_b2", hits=20)}, prod, "unused",
                               min_improvement=0.9)
     assert demanding["verdict"] == "within noise"
-    assert steps.promote(better, worse, prod, mode="auto", run="new")["promoted"] is True
+    assert promotion.promote(better, worse, prod, mode="auto", run="new")["promoted"] is True
 
 
 def test_rollbacks_walk_back_one_version_at_a_time_and_only_to_complete_models(tmp_path):
-    from launcher import production as production_lib
+    from launcher.decide import production as production_lib
     prod = str(tmp_path / "prod")
     for name, value in (("a", 0.1), ("b", 0.2), ("c", 0.3)):
         production_lib.promote(_candidate(tmp_path / name, value), prod, name)
@@ -314,9 +320,9 @@ def test_rollbacks_walk_back_one_version_at_a_time_and_only_to_complete_models(t
 
 
 def test_a_cancelled_vertex_job_is_not_trained(fake_vertex, google, dataset, monkeypatch):
-    from launcher import steps
-    import launcher.training
-    monkeypatch.setattr(launcher.training.time, "sleep", lambda seconds: None)
+    from launcher.pipeline import steps
+    import launcher.jobs.training
+    monkeypatch.setattr(launcher.jobs.training.time, "sleep", lambda seconds: None)
     reads = []
 
     def cancelled(request):     # a poll after the end would go on for ever: it fails instead
@@ -359,15 +365,15 @@ def test_a_vertex_job_dir_with_checkpoints_is_refused(fake_vertex, google, datas
 
 
 def test_machines_and_strategies_of_several_replicas():
-    from launcher import vertex
-    pools = vertex.worker_pools("gpu", 2, 3)
+    from launcher.jobs import vertex_spec
+    pools = vertex_spec.worker_pools("gpu", 2, 3)
     assert pools[1]["machineSpec"] == pools[0]["machineSpec"] and pools[1]["replicaCount"] == "2"
-    assert vertex.strategy(pools) == "multi_worker_mirrored"
-    assert vertex.strategy([{"machineSpec": {"machineType": "n1-standard-8"}, "replicaCount": "3"}]) \
+    assert vertex_spec.strategy(pools) == "multi_worker_mirrored"
+    assert vertex_spec.strategy([{"machineSpec": {"machineType": "n1-standard-8"}, "replicaCount": "3"}]) \
         == "multi_worker_mirrored"
-    assert vertex.machine_spec("a100", 1)["machineType"] == "a2-highgpu-1g"
-    assert vertex.machine_spec("a100", 8)["machineType"] == "a2-highgpu-8g"
-    assert vertex.machine_spec("cpu") == {"machineType": "n1-standard-8"}
+    assert vertex_spec.machine_spec("a100", 1)["machineType"] == "a2-highgpu-1g"
+    assert vertex_spec.machine_spec("a100", 8)["machineType"] == "a2-highgpu-8g"
+    assert vertex_spec.machine_spec("cpu") == {"machineType": "n1-standard-8"}
 
 
 def test_auto_on_two_machines_trains_multi_worker():
@@ -401,7 +407,8 @@ def test_a_pool_file_with_other_worker_machines_promises_each_pool_its_own(fake_
 
 def test_the_transfer_step_returns_only_when_the_transfer_succeeded(tmp_path, monkeypatch):
     from fakes import FakeServer
-    from launcher import steps, usim
+    from launcher.pipeline import steps
+    from launcher.cloud import usim
     monkeypatch.setattr(usim.time, "sleep", lambda seconds: None)
     monkeypatch.setenv("USIM_ACCESS_TOKEN", "token-1")
     monkeypatch.setenv("USIM_PROJECT_ID", "unity-proj")
@@ -432,8 +439,8 @@ def test_list_shows_the_newest_jobs_first(fake_vertex, google):
 def test_a_429_is_retried_by_the_create_and_by_every_other_call(fake_vertex, google, dataset, monkeypatch):
     import googleapiclient.http
 
-    import launcher.vertex
-    monkeypatch.setattr(launcher.vertex.time, "sleep", lambda seconds: None)
+    import launcher.jobs.vertex
+    monkeypatch.setattr(launcher.jobs.vertex.time, "sleep", lambda seconds: None)
     monkeypatch.setattr(googleapiclient.http.time, "sleep", lambda seconds: None)
     limited = (429, {"error": {"code": 429, "message": "Quota exceeded", "status": "RESOURCE_EXHAUSTED"}})
     creates = [limited]
@@ -450,13 +457,14 @@ def test_a_429_is_retried_by_the_create_and_by_every_other_call(fake_vertex, goo
 
 def test_the_fine_tuning_on_vertex_is_a_job_of_its_own_from_the_candidates_whole_network(fake_vertex, google, dataset,
                                                                                         monkeypatch):
-    import launcher.training
-    from launcher import steps
-    monkeypatch.setattr(launcher.training.time, "sleep", lambda seconds: None)
+    import launcher.jobs.training
+    from launcher.pipeline import steps
+    from launcher.pipeline.settings import TrainSettings
+    monkeypatch.setattr(launcher.jobs.training.time, "sleep", lambda seconds: None)
     google.route("GET", JOBS + r"/(\d+)",
                  lambda r: (200, dict(fake_vertex.jobs[r["match"].group(1)], state="JOB_STATE_SUCCEEDED")))
     folder = job_dir("ftrun")
-    options = steps.train_options(9, 0, 0, 0, 0.0, 0, 0.0, "", "", 0.0, 0.0, "resnet-50", "", "imagenet")
+    options = TrainSettings(max_steps=9, backbone="resnet-50", init_checkpoint="imagenet").trainer_options()
     candidate = steps.train_candidate(dataset, folder + "/candidate", options, "vertex", PROJECT, "us-central1", IMAGE,
                                       "gpu", steps.vertex_job_id("ftrun"))
     tuned = steps.finetune(folder, "ftrun", candidate, dataset, dict(options, max_steps=4), "vertex", PROJECT,

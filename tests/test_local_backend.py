@@ -98,7 +98,7 @@ def test_a_chief_and_a_worker_train_evaluate_every_image_once_and_export_once(wo
 
 
 def test_a_replica_gets_the_environment_vertex_gives_a_container():
-    from launcher import local
+    from launcher.jobs import local
     from trainer import container
     body = {"displayName": "j", "jobSpec": {"baseOutputDirectory": {"outputUriPrefix": "gs://b/job"},
                                             "workerPoolSpecs": [{"replicaCount": "1"}, {"replicaCount": "2"}]}}
@@ -214,7 +214,7 @@ def test_a_training_killed_like_a_preempted_spot_vm_resumes_from_its_newest_chec
     code, out, err = command("launcher", *[a if a != "runs/spot" else "runs/next" for a in args],
                              "--step-time-from", "runs/spot/checkpoints", "--max-steps", 5000, "--dry-run", work=work)
     assert code == 0, err
-    from launcher import prices
+    from launcher.jobs import prices
     hours = measured["seconds_per_step"] * 5000 / 3600.0
     cost = prices.money(hours * prices.PER_HOUR["us-central1"]["n1-standard-8"][1])
     assert "expected: $%s for 5000 steps (%.2f s a step, measured in runs/spot/checkpoints" % (

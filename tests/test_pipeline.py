@@ -179,7 +179,7 @@ def test_the_same_chain_twice_into_one_work_dir_keeps_each_run_and_the_productio
     assert done.returncode == 0 and "scoring the checkpoint" not in done.stderr, done.stderr   # all reused
 
     # a step run again in the same run gives back its result: nothing converted or trained again
-    from launcher import steps
+    from launcher.pipeline import steps
     stamp = os.path.getmtime(second / "output" / "summary.json")
     assert steps.convert(str(source), str(second / "output")) == str(second / "output")
     assert os.path.getmtime(second / "output" / "summary.json") == stamp
@@ -274,7 +274,7 @@ def _candidate(folder, value):
 
 
 def test_a_promotion_killed_at_any_change_leaves_a_valid_pointer(tmp_path):
-    from launcher import production as production_lib
+    from launcher.decide import production as production_lib
     from test_integrity_kills import killed_at
     prod = tmp_path / "prod"
     first, second = _candidate(tmp_path / "c1", 0.1), _candidate(tmp_path / "c2", 0.2)
@@ -300,7 +300,7 @@ def test_a_promotion_killed_at_any_change_leaves_a_valid_pointer(tmp_path):
 
 
 def test_two_promotions_at_once_are_kept_apart(tmp_path):
-    from launcher import production as production_lib
+    from launcher.decide import production as production_lib
     from tfproc import output
     prod = tmp_path / "prod"
     held = output.claim(str(prod), "someone", what="promotion")
@@ -436,7 +436,8 @@ def test_vertex_schedule_every_two_weeks_and_its_management(fake_pipelines, goog
     ("TZ=Mars/Olympus 0 3 * * *", False), ("0 3 * *", False), ("0 3 31 2 * *", False),
 ])
 def test_cron_is_checked_as_vertex_takes_it(cron, accepted):
-    from launcher import errors, pipelines_api
+    from launcher import errors
+    from launcher.cloud import pipelines_api
     if accepted:
         assert pipelines_api.check_cron(cron) == cron
     else:
@@ -456,7 +457,7 @@ def test_the_transfer_step_reads_its_token_from_secret_manager_and_is_found_agai
     import base64
 
     from fakes import FakeServer
-    from launcher import steps
+    from launcher.pipeline import steps
     google.route("GET", r"/v1/projects/%s/secrets/usim/versions/latest:access" % PROJECT,
                  lambda r: (200, {"name": "x", "payload": {"data": base64.b64encode(b"secret-token\n").decode()}}))
     monkeypatch.setenv("CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER", google.url + "/")
@@ -482,7 +483,7 @@ def test_the_vertex_train_step_re_attaches_and_a_cancelled_pipeline_cancels_its_
     import threading
     import time as time_module
 
-    from launcher import steps
+    from launcher.pipeline import steps
     from test_vertex import IMAGE, JOBS, FakeVertex
     from test_launcher import job_dir
     fake = FakeVertex(google)
@@ -494,8 +495,8 @@ def test_the_vertex_train_step_re_attaches_and_a_cancelled_pipeline_cancels_its_
             threading.Timer(0.05, lambda: os.kill(os.getpid(), signal.SIGTERM)).start()
         return 200, dict(fake.jobs[request["match"].group(1)], state="JOB_STATE_RUNNING")
     google.route("GET", JOBS + r"/(\d+)", running)
-    import launcher.training
-    monkeypatch.setattr(launcher.training.time, "sleep", lambda s: time_module.monotonic() and threading.Event().wait(0.05))
+    import launcher.jobs.training
+    monkeypatch.setattr(launcher.jobs.training.time, "sleep", lambda s: time_module.monotonic() and threading.Event().wait(0.05))
     job_id = steps.vertex_job_id("synthdet-20261201-030000")
     assert job_id == "synthdet_synthdet_20261201_030000_train"
     armed.append(True)

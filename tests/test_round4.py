@@ -23,32 +23,33 @@ def _strict_json(text):
 
 
 def _production(tmp_path, monkeypatch, production_scores):
-    from launcher import production as production_lib
-    from launcher import steps
+    from launcher.decide import compare as compare_lib
+    from launcher.decide import production as production_lib
     prod = str(tmp_path / "prod")
     production_lib.promote(_candidate(tmp_path / "old", 0.6), prod, "old")
-    monkeypatch.setattr(steps, "evaluate_all", lambda *args, **kwargs: {"synthetic": production_scores})
+    monkeypatch.setattr(compare_lib, "evaluate_all", lambda *args, **kwargs: {"synthetic": production_scores})
     return prod
 
 
 def test_one_eval_image_gives_no_better_verdict_and_auto_promotes_nothing(tmp_path, monkeypatch):
-    from launcher import production as production_lib
-    from launcher import report
-    from launcher import steps
+    from launcher.decide import production as production_lib
+    from launcher.decide import report
+    from launcher.decide import compare as compare_lib
+    from launcher.decide import promotion
     prod = _production(tmp_path, monkeypatch, _scores(tmp_path / "scores_old", hits=0, images=1))
-    comparison = steps.compare({"synthetic": _scores(tmp_path / "scores_new", hits=1, images=1)}, prod, "unused")
+    comparison = compare_lib.compare({"synthetic": _scores(tmp_path / "scores_new", hits=1, images=1)}, prod, "unused")
     assert comparison["difference"] > 0 and comparison["ci95"][0] > 0          # the interval alone says better
     assert comparison["verdict"] == "within noise" and comparison["better"] is False
-    assert "at least %d eval images" % steps.MIN_IMAGES in comparison["reason"]
-    promotion = steps.promote(comparison, _candidate(tmp_path / "new", 0.9), prod, mode="auto", run="new")
+    assert "at least %d eval images" % compare_lib.MIN_IMAGES in comparison["reason"]
+    promotion = promotion.promote(comparison, _candidate(tmp_path / "new", 0.9), prod, mode="auto", run="new")
     assert promotion["promoted"] is False and production_lib.read_pointer(prod)["current"]["name"] == "old"
     sentence, _ = report.verdict_sentence(comparison, promotion)
-    assert "within noise" in sentence and "at least %d eval images" % steps.MIN_IMAGES in sentence
+    assert "within noise" in sentence and "at least %d eval images" % compare_lib.MIN_IMAGES in sentence
 
 
 def test_eval_images_without_boxes_have_nothing_to_compare_and_the_file_is_json(tmp_path, monkeypatch):
-    from launcher import report
-    from launcher import steps
+    from launcher.decide import report
+    from launcher.decide import compare as compare_lib
 
     def no_boxes(folder):
         folder.mkdir(parents=True)
@@ -60,7 +61,7 @@ def test_eval_images_without_boxes_have_nothing_to_compare_and_the_file_is_json(
 
     prod = _production(tmp_path, monkeypatch, no_boxes(tmp_path / "scores_old"))
     folder = tmp_path / "run"
-    comparison = steps.compare({"synthetic": no_boxes(tmp_path / "scores_new")}, prod, "unused", folder=str(folder))
+    comparison = compare_lib.compare({"synthetic": no_boxes(tmp_path / "scores_new")}, prod, "unused", folder=str(folder))
     assert comparison["verdict"] == "nothing to compare" and comparison["better"] is False
     assert comparison["resamples"] == 0 and comparison["ci95"] is None
     written = _strict_json((folder / "comparison.json").read_text())
@@ -73,12 +74,12 @@ def test_eval_images_without_boxes_have_nothing_to_compare_and_the_file_is_json(
 def test_pasted_promote_and_rollback_commands_get_exactly_their_paths(tmp_path):
     """The commands are pasted into bash, from a folder of their own: the odd paths arrive whole,
     and the ``$(...)`` in one is not run."""
-    from launcher import production as production_lib
-    from launcher import report
-    from launcher import steps
+    from launcher.decide import production as production_lib
+    from launcher.decide import report
+    from launcher.decide import promotion
     odd = tmp_path / "a work dir $(touch pwned)"
     candidate, prod = _candidate(odd / "cand idate", 0.5), str(odd / "prod 'one'")
-    command = steps.promote_command(candidate, prod, "r1")
+    command = promotion.promote_command(candidate, prod, "r1")
     assert shlex.split(command) == ["python", "-m", "launcher", "pipeline", "promote", "--candidate", str(candidate),
                                     "--production", prod, "--run", "r1"]
     production_lib.promote(_candidate(tmp_path / "first", 0.4), prod, "r0")
@@ -110,7 +111,7 @@ def paste(command, cwd):
 def test_leaderboard_intervals_leave_out_resamples_without_ground_truth(tmp_path):
     """Of 3 images only one holds a box: about 30% of the resamples miss it, and pycocotools' -1
     for them is no score."""
-    from launcher import leaderboard
+    from launcher.decide import leaderboard
     entries = []
     for name, kind, hits in (("new", "candidate", 1), ("production (old)", "production", 0)):
         folder = tmp_path / name

@@ -225,8 +225,8 @@ def test_overrides_reach_the_trainer_as_the_mapping(fake_vertex, google, dataset
 
 @pytest.mark.parametrize("failure", ["dropped", "503"])
 def test_a_create_whose_answer_is_lost_starts_one_job(fake_vertex, google, dataset, monkeypatch, failure):
-    import launcher.vertex
-    monkeypatch.setattr(launcher.vertex.time, "sleep", lambda seconds: None)
+    import launcher.jobs.vertex
+    monkeypatch.setattr(launcher.jobs.vertex.time, "sleep", lambda seconds: None)
     answered = []
 
     def create_then_lose_the_answer(request):
@@ -245,8 +245,8 @@ def test_a_create_whose_answer_is_lost_starts_one_job(fake_vertex, google, datas
 
 
 def test_a_create_that_keeps_failing_says_so(fake_vertex, google, dataset, monkeypatch):
-    import launcher.vertex
-    monkeypatch.setattr(launcher.vertex.time, "sleep", lambda seconds: None)
+    import launcher.jobs.vertex
+    monkeypatch.setattr(launcher.jobs.vertex.time, "sleep", lambda seconds: None)
     google.route("POST", JOBS, lambda r: (503, {"error": {"code": 503, "message": "backend error"}}))
     code, _, err = vertex_train(dataset, "vtx_down")
     assert code == 1 and "after 5 attempts: HTTP 503: backend error" in err
@@ -297,13 +297,13 @@ def test_vertex_own_worker_pools(fake_vertex, google, dataset, tmp_path):
 
 
 def test_the_pipeline_step_trains_on_vertex_through_the_library(fake_vertex, google, dataset, monkeypatch):
-    """launcher.steps calls the backend directly: no CLI, and its override reaches the job as a mapping."""
-    from launcher import steps
+    """launcher.pipeline.steps calls the backend directly: no CLI, and its override reaches the job as a mapping."""
+    from launcher.pipeline import steps
     states = iter(["JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED"])
     google.route("GET", JOBS + r"/1000", lambda r: (200, dict(fake_vertex.jobs["1000"], state=next(states))))
     monkeypatch.setattr(steps.time, "sleep", lambda seconds: None)
-    import launcher.training
-    monkeypatch.setattr(launcher.training.time, "sleep", lambda seconds: None)
+    import launcher.jobs.training
+    monkeypatch.setattr(launcher.jobs.training.time, "sleep", lambda seconds: None)
     seen = []
     out = steps.train_on_vertex(dataset, job_dir("pipe"), {"max_steps": 9, "backbone": "mobilenet",
                                                            "params_overrides": ["trainer: {steps_per_loop: 3}"]},
@@ -388,10 +388,10 @@ def test_a_job_that_ended_failed_or_cancelled_is_tried_again_under_a_derived_id(
 
 
 def test_the_pipelines_train_step_records_its_attempts(fake_vertex, google, dataset, monkeypatch, tmp_path):
-    from launcher import steps
+    from launcher.pipeline import steps
     monkeypatch.setattr(steps.time, "sleep", lambda seconds: None)
-    import launcher.training
-    monkeypatch.setattr(launcher.training.time, "sleep", lambda seconds: None)
+    import launcher.jobs.training
+    monkeypatch.setattr(launcher.jobs.training.time, "sleep", lambda seconds: None)
     run_dir = job_dir("piperun")
     def fails(request):             # every job this test starts runs out of stock
         job = fake_vertex.jobs[request["match"].group(1)]

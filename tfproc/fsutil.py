@@ -1,5 +1,6 @@
 """File access through Beam's FileSystems, so local paths and gs:// share one code path."""
 import json
+import math
 import os
 import signal
 import stat
@@ -247,6 +248,31 @@ def _read_local(path, limit):
 
 def read_json(path):
     return json.loads(read_bytes(path))
+
+
+def read_json_or_none(path):
+    """The JSON document at ``path``, or None when there is no such file."""
+    return read_json(path) if is_file(path) else None
+
+
+def json_bytes(value):
+    """``value`` as indented JSON with sorted keys; NaN and infinities become null (JSON has no NaN)."""
+    return (json.dumps(_finite(value), indent=2, sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
+
+
+def write_json(path, value):
+    """``json_bytes(value)`` at ``path``, whole or absent."""
+    write_atomically(path, json_bytes(value))
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def makedirs(path):

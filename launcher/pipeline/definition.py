@@ -1,14 +1,13 @@
 """The Kubeflow Pipelines (v2) pipeline: transfer, convert, train, fine-tune, evaluate, compare, promote.
 
-Each component is a thin wrapper that calls ``launcher.steps`` in the project's image (``--image``),
-with nothing installed when it starts. Every path of a run lies under ``WORK_DIR/runs/<run>/``,
+Each component is a thin wrapper that calls ``launcher.pipeline.steps`` or ``launcher.decide`` in
+the project's image (``--image``), with nothing installed when it starts. Every path of a run lies under ``WORK_DIR/runs/<run>/``,
 where <run> is the pipeline job's name (KFP's placeholder; a local run names itself), so scheduled
 runs never share a folder. No task is cached: each step is idempotent by itself, and transfer,
 compare and promote have side effects. ``build(image)`` returns the pipeline function, which the
 compiler turns into a spec and KFP's local runner runs as it is.
 """
-from launcher import jobspec
-from launcher.errors import LauncherError
+from launcher.jobs import jobspec
 
 NAME = "synthdet-train-evaluate-promote"
 STEPS = ("transfer", "convert", "train", "finetune", "evaluate", "compare", "promote")
@@ -24,19 +23,19 @@ def build(image=DEFAULT_IMAGE):
     @component
     def transfer(source: str, run_definition_id: str, run_execution_id: str, bucket: str, token_secret: str,
                  work_dir: str, run_name: str, job_name: str) -> str:
-        from launcher import steps
-        folder = steps.run_dir(work_dir, steps.run_name(run_name, job_name))
-        return steps.recorded(folder, "transfer", steps.transfer, source, run_definition_id, run_execution_id,
-                              bucket, folder, token_secret)
+        from launcher.pipeline import runs, steps
+        folder = runs.run_dir(work_dir, runs.run_name(run_name, job_name))
+        return runs.recorded(folder, "transfer", steps.transfer, source, run_definition_id, run_execution_id,
+                             bucket, folder, token_secret)
 
     @component
     def convert(source: str, eval_pct: float, beam_args: str, work_dir: str, run_name: str, job_name: str) -> str:
         import json
 
-        from launcher import steps
-        folder = steps.run_dir(work_dir, steps.run_name(run_name, job_name))
-        return steps.recorded(folder, "convert", steps.convert, source, folder + "/output", eval_pct,
-                              json.loads(beam_args or "[]"))
+        from launcher.pipeline import runs, steps
+        folder = runs.run_dir(work_dir, runs.run_name(run_name, job_name))
+        return runs.recorded(folder, "convert", steps.convert, source, folder + "/output", eval_pct,
+                             json.loads(beam_args or "[]"))
 
     @component
     def train(dataset: str, backend: str, project: str, region: str, accelerator: str, image: str,
@@ -45,37 +44,42 @@ def build(image=DEFAULT_IMAGE):
               fpn_type: str, aug_scale_min: float, aug_scale_max: float, backbone: str, params_override: str,
               init_checkpoint: str, init_from: str, production_dir: str, capacity: str, train_timeout: str,
               work_dir: str, run_name: str, job_name: str) -> str:
-        from launcher import steps
-        name = steps.run_name(run_name, job_name)
-        folder = steps.run_dir(work_dir, name)
-        options = steps.train_options(max_steps, train_batch_size, num_eval_images, train_steps_per_eval,
-                                      warmup_learning_rate, warmup_steps, initial_learning_rate, image_size, fpn_type,
-                                      aug_scale_min, aug_scale_max, backbone, params_override, init_checkpoint)
-        options = steps.starting_point(options, init_from, production_dir)
-        return steps.recorded(folder, "train", steps.train_candidate, dataset, folder + "/candidate", options,
-                              backend, project, region, image, accelerator, steps.vertex_job_id(name), capacity,
-                              train_timeout)
+        from launcher.pipeline import runs, steps
+        from launcher.pipeline.settings import TrainSettings
+        name = runs.run_name(run_name, job_name)
+        folder = runs.run_dir(work_dir, name)
+        settings = TrainSettings(max_steps, train_batch_size, num_eval_images, train_steps_per_eval,
+                                 warmup_learning_rate, warmup_steps, initial_learning_rate, image_size, fpn_type,
+                                 aug_scale_min, aug_scale_max, backbone, params_override, init_checkpoint)
+        options = steps.starting_point(settings.trainer_options(), init_from, production_dir)
+        return runs.recorded(folder, "train", steps.train_candidate, dataset, folder + "/candidate", options,
+                             backend, project, region, image, accelerator, steps.vertex_job_id(name), capacity,
+                             train_timeout)
 
     @component
     def finetune(model_dir: str, finetune_dataset: str, finetune_steps: int, backend: str, project: str,
                  region: str, accelerator: str, image: str, train_batch_size: int, num_eval_images: int,
                  image_size: str, fpn_type: str, backbone: str, params_override: str, capacity: str,
                  train_timeout: str, work_dir: str, run_name: str, job_name: str) -> str:
-        from launcher import steps
-        name = steps.run_name(run_name, job_name)
-        options = steps.train_options(finetune_steps, train_batch_size, num_eval_images, finetune_steps, 0.0, 0,
-                                      0.0, image_size, fpn_type, 0.0, 0.0, backbone, params_override, "")
-        return steps.finetune(steps.run_dir(work_dir, name), name, model_dir, finetune_dataset, options, backend,
-                              project, region, image, accelerator, capacity, train_timeout)
+        from launcher.pipeline import runs, steps
+        from launcher.pipeline.settings import TrainSettings
+        name = runs.run_name(run_name, job_name)
+        settings = TrainSettings(train_batch_size=train_batch_size, num_eval_images=num_eval_images,
+                                 image_size=image_size, fpn_type=fpn_type, backbone=backbone,
+                                 params_override=params_override).finetuning(finetune_steps)
+        return steps.finetune(runs.run_dir(work_dir, name), name, model_dir, finetune_dataset,
+                              settings.trainer_options(), backend, project, region, image, accelerator, capacity,
+                              train_timeout)
 
     @component
     def evaluate(model_dir: str, dataset: str, real_dataset: str, work_dir: str, run_name: str, job_name: str,
                  metrics: Output[Metrics]) -> str:
         import json
 
-        from launcher import steps
-        folder = steps.run_dir(work_dir, steps.run_name(run_name, job_name))
-        results = steps.recorded(folder, "evaluate", steps.evaluate_all, model_dir, dataset, real_dataset)
+        from launcher.decide import scores
+        from launcher.pipeline import runs
+        folder = runs.run_dir(work_dir, runs.run_name(run_name, job_name))
+        results = runs.recorded(folder, "evaluate", scores.evaluate_all, model_dir, dataset, real_dataset)
         for where, values in sorted(results.items()):
             for key, value in sorted(values.items()):
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -88,10 +92,11 @@ def build(image=DEFAULT_IMAGE):
                 metrics: Output[Metrics]) -> str:
         import json
 
-        from launcher import steps
-        folder = steps.run_dir(work_dir, steps.run_name(run_name, job_name))
-        result = steps.recorded(folder, "compare", steps.compare, json.loads(candidate), production_dir, dataset,
-                                real_dataset, metric, folder, min_improvement)
+        from launcher.decide import compare as compare_lib
+        from launcher.pipeline import runs
+        folder = runs.run_dir(work_dir, runs.run_name(run_name, job_name))
+        result = runs.recorded(folder, "compare", compare_lib.compare, json.loads(candidate), production_dir,
+                               dataset, real_dataset, metric, folder, min_improvement)
         metrics.log_metric("candidate", result["candidate"])
         if result.get("production") is not None:
             metrics.log_metric("production", result["production"])
@@ -102,11 +107,12 @@ def build(image=DEFAULT_IMAGE):
                 run_name: str, job_name: str) -> str:
         import json
 
-        from launcher import steps
-        name = steps.run_name(run_name, job_name)
-        folder = steps.run_dir(work_dir, name)
-        report = steps.recorded(folder, "promote", steps.promote, json.loads(comparison), candidate_dir,
-                                production_dir, mode, folder, name)
+        from launcher.decide import promotion
+        from launcher.pipeline import runs
+        name = runs.run_name(run_name, job_name)
+        folder = runs.run_dir(work_dir, name)
+        report = runs.recorded(folder, "promote", promotion.promote, json.loads(comparison), candidate_dir,
+                               production_dir, mode, folder, name)
         print(json.dumps(report, indent=2))
         return json.dumps(report)
 
@@ -171,7 +177,7 @@ LEADERBOARD = "synthdet-leaderboard"
 
 
 def build_leaderboard(image=DEFAULT_IMAGE):
-    """The second pipeline, of one step: ``launcher.leaderboard.build``, to run on a schedule."""
+    """The second pipeline, of one step: ``launcher.decide.leaderboard.build``, to run on a schedule."""
     from kfp import dsl
 
     @dsl.component(base_image=image, install_kfp_package=False)
@@ -179,7 +185,7 @@ def build_leaderboard(image=DEFAULT_IMAGE):
                     metric: str) -> str:
         import json
 
-        from launcher import leaderboard as leaderboard_lib
+        from launcher.decide import leaderboard as leaderboard_lib
         board = leaderboard_lib.build(work_dir, production_dir, dataset, real_dataset, since, metric)
         return json.dumps({k: board[k] for k in ("metric", "folder", "images")})
 
@@ -197,66 +203,3 @@ def compile_leaderboard_to(path, image=DEFAULT_IMAGE):
     from kfp import compiler
     compiler.Compiler().compile(build_leaderboard(image), path)
     return path
-
-
-def run_locally(pipeline_root, arguments, image=DEFAULT_IMAGE, verbose=False):
-    """The same pipeline with KFP's local runner, in this environment (subprocess mode). A failure
-    names the step that failed, from the run's own step records."""
-    from kfp import local
-
-    from launcher import steps
-    from tfproc import console
-    folder = steps.run_dir(arguments["work_dir"], arguments["run_name"])
-    log = folder + "/pipeline.log"
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root, raise_on_error=True)
-    watcher = StepWatcher(folder, console.say)
-    try:
-        with console.quiet(verbose):
-            console.keep_log_at(log)
-            watcher.start()
-            try:
-                return build(image)(**arguments)
-            finally:
-                watcher.stop()
-    except RuntimeError:
-        failed = steps.failed_step(folder)
-        if failed:
-            raise LauncherError("the pipeline failed at its %s step: %s (KFP's log: %s)"
-                                % (failed["step"], failed["detail"], log))
-        raise LauncherError("the pipeline failed before its first step; KFP's log: %s" % log)
-
-
-class StepWatcher:
-    """A line for each step of a local run as it starts and ends, from the run's step records."""
-
-    def __init__(self, folder, say, interval=1.0):
-        import threading
-        self.folder, self.say, self.interval = folder, say, interval
-        self.seen, self.began = {}, None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="steps", daemon=True)
-
-    def start(self):
-        import time
-        self.began = time.time()
-        self._thread.start()
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._poll()
-
-    def _watch(self):
-        while not self._stop.wait(self.interval):
-            self._poll()
-
-    def _poll(self):
-        import time
-
-        from launcher import steps
-        for record in sorted(steps.step_records(self.folder), key=lambda r: r.get("time", 0)):
-            if self.seen.get(record["step"]) == record["state"]:
-                continue
-            self.seen[record["step"]] = record["state"]
-            detail = " (%s)" % record["detail"] if record.get("detail") else ""
-            self.say("[%5.0fs] %-9s %s%s" % (time.time() - self.began, record["step"], record["state"], detail))

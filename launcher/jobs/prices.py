@@ -18,7 +18,7 @@ Where the figures come from (read 2026-12-03):
 """
 import dataclasses
 
-from launcher import durations
+from launcher.jobs import durations
 
 PRICES_OF = "2024-11"       # the Compute Engine figures; the Vertex factor is of 2026-10
 SOURCE = "https://cloud.google.com/vertex-ai/pricing"

@@ -122,7 +122,7 @@ def promote(candidate_dir, production_dir, run, comparison=None):
         if current:
             history.append(current)
         new = {"current": version, "previous": current or None, "history": history[-50:]}
-        fsutil.write_atomically(_join(production_dir, POINTER), _json(new))
+        fsutil.write_atomically(_join(production_dir, POINTER), fsutil.json_bytes(new))
         return new, True
     finally:
         claim.release()
@@ -144,7 +144,7 @@ def rollback(production_dir):
         earlier = [v for v in history[:-2] if v.get("model") != previous.get("model")]
         new = {"current": dict(previous, rolled_back_at=_now()), "previous": earlier[-1] if earlier else None,
                "history": history[-50:]}
-        fsutil.write_atomically(_join(production_dir, POINTER), _json(new))
+        fsutil.write_atomically(_join(production_dir, POINTER), fsutil.json_bytes(new))
         return new
     finally:
         claim.release()
@@ -182,7 +182,8 @@ def _copy_version(candidate_dir, production_dir, name, comparison):
                 fsutil.write_atomically(_join(target, file_name), fsutil.read_bytes(source))
         fsutil.write_atomically(_join(target, "checkpoint"),
                                 ('model_checkpoint_path: "%s"\n' % checkpoint).encode())
-        fsutil.write_atomically(recorded, _json({"source": candidate_dir.rstrip("/"), "checkpoint": checkpoint}))
+        fsutil.write_atomically(recorded, fsutil.json_bytes({"source": candidate_dir.rstrip("/"),
+                                                             "checkpoint": checkpoint}))
         fsutil.write_atomically(_join(target, COMPLETE), b"")
     return {"name": name, "model": target, "source": candidate_dir.rstrip("/"), "checkpoint": checkpoint,
             "metrics": (comparison or {}).get("candidate_metrics"), "promoted_at": _now(),
@@ -191,7 +192,3 @@ def _copy_version(candidate_dir, production_dir, name, comparison):
 
 def _now():
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def _json(value):
-    return (json.dumps(value, indent=2, sort_keys=True) + "\n").encode("utf-8")

@@ -1,16 +1,16 @@
 """Training jobs behind one interface, for the CLI, the pipeline's steps and scripts alike.
 
-    from launcher import backends, training
+    from launcher.jobs import backends, training
     backend = backends.backend("vertex", project="p", region="us-central1")
     plan = backend.plan(training.TrainRequest(job_id="m1", job_dir="gs://b/m1", dataset="gs://b/out",
                                               image="us-docker.pkg.dev/p/r/synthdet:1"))
     submission = backend.submit(plan)          # idempotent: the same job id never starts a second job
     job = backend.wait(submission.job.id)      # a Job: state, error, times, console URL
 
-Vertex AI custom jobs (``launcher.vertex.VertexBackend``, the default), the same job body run on
-this machine (``launcher.local.LocalBackend``) and the seed's AI Platform built-in algorithm
-(``launcher.aiplatform.MlBackend``, ml v1, shut down by Google on 2025-01-31) implement ``Backend``;
-``launcher.backends`` picks one by name. Errors are ``LauncherError`` (``UsageError`` for a bad
+Vertex AI custom jobs (``launcher.jobs.vertex.VertexBackend``, the default), the same job body run
+on this machine (``launcher.jobs.local.LocalBackend``) and the seed's AI Platform built-in algorithm
+(``launcher.jobs.aiplatform.MlBackend``, ml v1, shut down by Google on 2025-01-31) implement
+``Backend``; ``launcher.jobs.backends`` picks one by name. Errors are ``LauncherError`` (``UsageError`` for a bad
 request).
 """
 import abc
@@ -18,9 +18,10 @@ import dataclasses
 import re
 import time
 
-from launcher import cloudlogging, durations, jobspec, storage
-from launcher.capacity import Capacity
+from launcher.cloud import cloudlogging, storage
 from launcher.errors import LauncherError, UsageError
+from launcher.jobs import durations, jobspec
+from launcher.jobs.capacity import Capacity
 
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
 ENDED_BADLY = ("FAILED", "CANCELLED")     # a job with the same id that ended so is tried again

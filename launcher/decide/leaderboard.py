@@ -12,15 +12,16 @@ entries' intervals and their differences from production are paired.
 import datetime
 import hashlib
 import html
-import json
 import os
 import time
 
 import numpy as np
 
-from launcher import production as production_lib
-from launcher import report as report_lib
-from launcher.steps import RESAMPLES, StepFailed, _join, _read_json, _write_json
+from launcher.decide import production as production_lib
+from launcher.decide import report as report_lib
+from launcher.decide.compare import RESAMPLES
+from launcher.decide.scores import split_with_images
+from launcher.errors import StepFailed
 from tfproc import console, fsutil
 from trainer import cocoap
 
@@ -40,7 +41,7 @@ def since_seconds(text):
 
 def complete_runs(work_dir, since=None, now=None):
     """``[(run name, candidate dir, promotion)]`` of the runs whose promote step ended, newest first."""
-    runs = _join(work_dir, "runs")
+    runs = fsutil.join(work_dir, "runs")
     if fsutil.is_remote(runs):
         names = sorted({path.split("/")[0] for path, _ in fsutil.iter_tree(runs, sizes=False)
                         if path.count("/") == 1 and path.endswith("/promotion.json")})
@@ -48,8 +49,8 @@ def complete_runs(work_dir, since=None, now=None):
         names = sorted(os.listdir(runs)) if os.path.isdir(runs) else []
     found = []
     for name in names:
-        path = _join(_join(runs, name), "promotion.json")
-        promotion = _read_json(path)
+        path = fsutil.join(fsutil.join(runs, name), "promotion.json")
+        promotion = fsutil.read_json_or_none(path)
         if not promotion or not promotion.get("candidate_dir"):
             continue
         written = float(promotion.get("time") or 0) or _modified(path)
@@ -75,27 +76,22 @@ def score(model_dir, identity, dataset, scores_root, name):
     checkpoint = engine.choose_checkpoint(model_dir, "best") or engine.choose_checkpoint(model_dir, "latest")
     if not checkpoint:
         raise StepFailed("%s holds no checkpoint" % model_dir)
-    step, split = engine.step_of(checkpoint), _split(dataset)
+    step, split = engine.step_of(checkpoint), split_with_images(dataset)
     key = hashlib.sha1(("%s\n%d\n%s\n%s" % (identity, step, dataset, split)).encode()).hexdigest()[:16]
-    out = _join(scores_root, key)
-    for folder in (out, _join(model_dir, "eval_synthetic"), _join(model_dir, "eval_real")):
-        metrics = _read_json(_join(folder, "metrics.json"))
+    out = fsutil.join(scores_root, key)
+    for folder in (out, fsutil.join(model_dir, "eval_synthetic"), fsutil.join(model_dir, "eval_real")):
+        metrics = fsutil.read_json_or_none(fsutil.join(folder, "metrics.json"))
         if metrics and metrics.get("dataset") == dataset and metrics.get("split") == split and \
-                metrics.get("step") == step and fsutil.is_file(_join(folder, cocoap.MATCHES)):
+                metrics.get("step") == step and fsutil.is_file(fsutil.join(folder, cocoap.MATCHES)):
             console.say("  %s on %s: scored before (%s)" % (name, dataset, folder))
-            return dict(metrics, matches=_join(folder, cocoap.MATCHES))
+            return dict(metrics, matches=fsutil.join(folder, cocoap.MATCHES))
     console.say("  %s on %s: scoring the checkpoint of step %d" % (name, dataset, step))
     try:
         metrics = commands.evaluate(dataset, model_dir, split, output=out, checkpoint=str(step))
     except commands.TrainerError as error:
         raise StepFailed("scoring %s on %s failed: %s" % (model_dir, dataset, error))
     metrics.pop("path", None)
-    return dict(metrics, matches=_join(out, cocoap.MATCHES))
-
-
-def _split(dataset):
-    from launcher import steps
-    return steps._split_with_images(dataset)
+    return dict(metrics, matches=fsutil.join(out, cocoap.MATCHES))
 
 
 def build(work_dir, production_dir, dataset="", real_dataset="", since="", metric="", resamples=RESAMPLES,
@@ -104,19 +100,19 @@ def build(work_dir, production_dir, dataset="", real_dataset="", since="", metri
     W/leaderboards/<date>/leaderboard.json and report.html. Returns the leaderboard."""
     runs = complete_runs(work_dir, since_seconds(since))
     if not runs:
-        raise StepFailed("no complete run under %s%s" % (_join(work_dir, "runs"), " since %s ago" % since if since
+        raise StepFailed("no complete run under %s%s" % (fsutil.join(work_dir, "runs"), " since %s ago" % since if since
                                                           else ""))
-    newest = _join(_join(work_dir, "runs"), runs[0][0])
-    dataset = dataset or _join(newest, "output")
+    newest = fsutil.join(fsutil.join(work_dir, "runs"), runs[0][0])
+    dataset = dataset or fsutil.join(newest, "output")
     if not real_dataset:
-        compared = _read_json(_join(newest, "comparison.json")) or {}
+        compared = fsutil.read_json_or_none(fsutil.join(newest, "comparison.json")) or {}
         real_dataset = ((compared.get("candidate_metrics") or {}).get("real") or {}).get("dataset", "")
     metric = metric or ("real.AP" if real_dataset else "synthetic.AP")
     where, _, key = metric.partition(".")
     if key not in cocoap.SUPPORTED or where not in ("synthetic", "real") or (where == "real" and not real_dataset):
         raise StepFailed("--metric %s: pass synthetic.KEY, or real.KEY with --real-dataset (KEY one of %s)"
                          % (metric, ", ".join(cocoap.SUPPORTED)))
-    scores_root = _join(_join(work_dir, FOLDER), "scores")
+    scores_root = fsutil.join(fsutil.join(work_dir, FOLDER), "scores")
     models = [(name, candidate, production_lib.normal_path(candidate), "candidate") for name, candidate, _ in runs]
     current = production_lib.current_model(production_dir)
     if current:
@@ -140,9 +136,9 @@ def build(work_dir, production_dir, dataset="", real_dataset="", since="", metri
              "entries": [{k: e[k] for k in ("rank", "run", "model", "kind", "value", "ci95", "vs_production",
                                              "per_class")} for e in entries]}
     day = today or datetime.date.today().isoformat()
-    folder = _join(_join(work_dir, FOLDER), day)
-    _write_json(_join(folder, "leaderboard.json"), board)
-    fsutil.write_atomically(_join(folder, report_lib.NAME), render(board).encode("utf-8"))
+    folder = fsutil.join(fsutil.join(work_dir, FOLDER), day)
+    fsutil.write_json(fsutil.join(folder, "leaderboard.json"), board)
+    fsutil.write_atomically(fsutil.join(folder, report_lib.NAME), render(board).encode("utf-8"))
     board["folder"] = folder
     return board
 

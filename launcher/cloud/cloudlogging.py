@@ -1,5 +1,5 @@
 """Cloud Logging entries of a training job (what `gcloud ai-platform jobs stream-logs` reads)."""
-from launcher import google_api
+from launcher.cloud import google_api
 
 
 def job_filter(job_id, after=None):

@@ -1,6 +1,6 @@
 """``--backend local``: the Vertex AI custom job body, run on this machine as Vertex would run it.
 
-The plan is Vertex's (``vertex.build_plan``), so the body is the one Vertex would get. Each worker
+The plan is Vertex's (``vertex_plan.build_plan``), so the body is the one Vertex would get. Each worker
 pool's replicas run as separate processes with the pool's ``containerSpec`` command and args, in
 the environment a Vertex container gets: the image's own variables (``container.IMAGE_ENV``, the
 Dockerfile's ``ENV``), ``TF_CONFIG`` and ``CLUSTER_SPEC`` naming loopback ports, and
@@ -22,10 +22,10 @@ import sys
 import threading
 import time
 
-from launcher import training, vertex
+from launcher.errors import LauncherError, UsageError
+from launcher.jobs import training, vertex_plan, vertex_spec
 from tfproc import orphans
 from trainer import container
-from launcher.errors import LauncherError, UsageError
 
 POOL_TASK_TYPES = ("chief", "worker", "ps", "evaluator")
 GRACE_SECONDS = 10     # TF_CONFIG's names for pools 0..3, as Vertex sets them
@@ -84,7 +84,7 @@ class LocalBackend(training.Backend):
         if request.tensorboard:
             raise UsageError("--tensorboard is a Vertex TensorBoard; a local job writes its summaries to the job "
                              "dir (tensorboard --logdir JOB_DIR)")
-        return vertex.build_plan(request, self.project, self.region, local=True, dry_run=dry_run)
+        return vertex_plan.build_plan(request, self.project, self.region, local=True, dry_run=dry_run)
 
     # -- the job's record ---------------------------------------------------------------------
 
@@ -131,12 +131,12 @@ class LocalBackend(training.Backend):
             record = self._read(job_id)
             if record is None:
                 return None
-            if not vertex._contains(record.get("jobSpec") or {}, body["jobSpec"]):
+            if not vertex_spec.contains(record.get("jobSpec") or {}, body["jobSpec"]):
                 raise UsageError("a local job named %s already exists with another spec (%s); pass another "
                                  "--job-id" % (job_id, self.folder(job_id)))
             return self._job(record)
 
-        return self._submit_attempt(plan, vertex.with_job_id, existing,
+        return self._submit_attempt(plan, vertex_spec.with_job_id, existing,
                                     lambda body: self._run(body, on_line or _print_line))
 
     def check_job_dir(self, request):

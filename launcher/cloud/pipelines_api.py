@@ -3,7 +3,7 @@ import re
 
 import yaml
 
-from launcher import google_api, vertex
+from launcher.cloud import google_api
 from launcher.errors import LauncherError, UsageError
 
 _TIME_ZONE = re.compile(r"^(CRON_TZ|TZ)=(\S+)\s+(.*)$")
@@ -77,7 +77,8 @@ def failed_tasks(job):
 class Pipelines:
     def __init__(self, project, region, api_endpoint=None):
         self.parent = "projects/%s/locations/%s" % (project, region)
-        api = google_api.build("aiplatform", "v1", vertex.endpoint(region, api_endpoint)).projects().locations()
+        api_endpoint = google_api.aiplatform_endpoint(region, api_endpoint)
+        api = google_api.build("aiplatform", "v1", api_endpoint).projects().locations()
         self.jobs, self.schedules = api.pipelineJobs(), api.schedules()
 
     def _name(self, kind, value):

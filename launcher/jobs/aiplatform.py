@@ -3,8 +3,9 @@
 Google shut the service down on 2025-01-31; the backend stays, opt-in, for endpoints that still
 serve ml v1 (``--api-endpoint`` or ``CLOUDSDK_API_ENDPOINT_OVERRIDES_ML``).
 """
-from launcher import google_api, jobspec, training
+from launcher.cloud import google_api
 from launcher.errors import LauncherError, UsageError
+from launcher.jobs import jobspec, training
 
 SHUT_DOWN = ("AI Platform Training (ml v1) was shut down on 2025-01-31: train on Vertex AI with "
              "--backend vertex")

@@ -12,8 +12,8 @@ import dataclasses
 import json
 import re
 
-from launcher import durations
 from launcher.errors import UsageError
+from launcher.jobs import durations
 
 BOOT_DISK_TYPES = ("pd-ssd", "pd-standard", "hyperdisk-balanced")
 RESERVATION_KEY = "compute.googleapis.com/reservation-name"

@@ -2,7 +2,7 @@
 import base64
 import re
 
-from launcher import google_api
+from launcher.cloud import google_api
 from launcher.errors import UsageError
 
 _NAME = re.compile(r"^projects/[^/\s]+/secrets/[^/\s]+(/versions/[^/\s]+)?\Z")

@@ -35,6 +35,11 @@ def endpoint(api, override=None):
     return override or os.environ.get("CLOUDSDK_API_ENDPOINT_OVERRIDES_" + api.upper()) or None
 
 
+def aiplatform_endpoint(region, override=None):
+    """The Vertex AI (aiplatform v1) endpoint of ``region``, unless overridden."""
+    return endpoint("aiplatform", override) or "https://%s-aiplatform.googleapis.com/" % region
+
+
 def build(api, version, api_endpoint=None):
     from googleapiclient import discovery
     options = {"api_endpoint": api_endpoint} if api_endpoint else None
@@ -97,3 +102,4 @@ def pages(request, key, what, limit=None):
         if not token:
             break
     return found[:limit] if limit else found
+

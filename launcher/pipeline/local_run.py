@@ -1,0 +1,65 @@
+"""``pipeline run --local``: the pipeline with KFP's local runner in this environment, a line for
+each step as it starts and ends, and KFP's own output in RUN_DIR/pipeline.log."""
+import threading
+import time
+
+from launcher.errors import LauncherError
+from launcher.pipeline import runs
+from launcher.pipeline.definition import DEFAULT_IMAGE, build
+
+
+def run_locally(pipeline_root, arguments, image=DEFAULT_IMAGE, verbose=False):
+    """The same pipeline with KFP's local runner, in this environment (subprocess mode). A failure
+    names the step that failed, from the run's own step records."""
+    from kfp import local
+
+    from tfproc import console
+    folder = runs.run_dir(arguments["work_dir"], arguments["run_name"])
+    log = folder + "/pipeline.log"
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root, raise_on_error=True)
+    watcher = StepWatcher(folder, console.say)
+    try:
+        with console.quiet(verbose):
+            console.keep_log_at(log)
+            watcher.start()
+            try:
+                return build(image)(**arguments)
+            finally:
+                watcher.stop()
+    except RuntimeError:
+        failed = runs.failed_step(folder)
+        if failed:
+            raise LauncherError("the pipeline failed at its %s step: %s (KFP's log: %s)"
+                                % (failed["step"], failed["detail"], log))
+        raise LauncherError("the pipeline failed before its first step; KFP's log: %s" % log)
+
+
+class StepWatcher:
+    """A line for each step of a local run as it starts and ends, from the run's step records."""
+
+    def __init__(self, folder, say, interval=1.0):
+        self.folder, self.say, self.interval = folder, say, interval
+        self.seen, self.began = {}, None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="steps", daemon=True)
+
+    def start(self):
+        self.began = time.time()
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._poll()
+
+    def _watch(self):
+        while not self._stop.wait(self.interval):
+            self._poll()
+
+    def _poll(self):
+        for record in sorted(runs.step_records(self.folder), key=lambda r: r.get("time", 0)):
+            if self.seen.get(record["step"]) == record["state"]:
+                continue
+            self.seen[record["step"]] = record["state"]
+            detail = " (%s)" % record["detail"] if record.get("detail") else ""
+            self.say("[%5.0fs] %-9s %s%s" % (time.time() - self.began, record["step"], record["state"], detail))
