@@ -439,8 +439,8 @@ def test_list_shows_the_newest_jobs_first(fake_vertex, google):
 def test_a_429_is_retried_by_the_create_and_by_every_other_call(fake_vertex, google, dataset, monkeypatch):
     import googleapiclient.http
 
-    import launcher.jobs.vertex
-    monkeypatch.setattr(launcher.jobs.vertex.time, "sleep", lambda seconds: None)
+    import launcher.cloud.google_api
+    monkeypatch.setattr(launcher.cloud.google_api.time, "sleep", lambda seconds: None)
     monkeypatch.setattr(googleapiclient.http.time, "sleep", lambda seconds: None)
     limited = (429, {"error": {"code": 429, "message": "Quota exceeded", "status": "RESOURCE_EXHAUSTED"}})
     creates = [limited]

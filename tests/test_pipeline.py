@@ -430,6 +430,41 @@ def test_vertex_schedule_every_two_weeks_and_its_management(fake_pipelines, goog
     assert google.calls("DELETE", r"/v1/%s/schedules/77" % PARENT)
 
 
+@pytest.mark.parametrize("failure", ["dropped", "503"])
+def test_a_schedule_create_whose_answer_is_lost_makes_one_schedule(fake_pipelines, google, monkeypatch, failure):
+    import launcher.cloud.google_api
+    monkeypatch.setattr(launcher.cloud.google_api.time, "sleep", lambda seconds: None)
+    made = []
+
+    def create_then_lose_the_answer(request):
+        made.append(dict(request["body"], name="%s/schedules/%d" % (PARENT, 70 + len(made)), state="ACTIVE"))
+        if len(made) == 1:
+            return None if failure == "dropped" else (503, {"error": {"code": 503, "message": "backend error"}})
+        return 200, made[-1]
+
+    def listed(request):
+        wanted = (request["query"].get("filter") or [""])[0]
+        return 200, {"schedules": [s for s in made if wanted == 'display_name="%s"' % s["displayName"]]}
+
+    google.route("POST", r"/v1/%s/schedules" % PARENT, create_then_lose_the_answer)
+    google.route("GET", r"/v1/%s/schedules" % PARENT, listed)
+    code, out, err = run("pipeline", "run", *VERTEX, "--schedule", "0 3 1,15 * *", "--run-id", "sched")
+    assert code == 0, err
+    assert len(made) == 1, "a second schedule was made: every scheduled run would be paid twice"
+    assert len(google.calls("POST", r"/v1/%s/schedules" % PARENT)) == 1
+    assert "schedule %s/schedules/70: 0 3 1,15 * *" % PARENT in out
+
+
+def test_a_schedule_create_that_keeps_failing_says_so_and_makes_none(fake_pipelines, google, monkeypatch):
+    import launcher.cloud.google_api
+    monkeypatch.setattr(launcher.cloud.google_api.time, "sleep", lambda seconds: None)
+    google.route("POST", r"/v1/%s/schedules" % PARENT, lambda r: (503, {"error": {"code": 503, "message": "down"}}))
+    google.route("GET", r"/v1/%s/schedules" % PARENT, lambda r: (200, {}))
+    code, _, err = run("pipeline", "run", *VERTEX, "--schedule", "0 3 1,15 * *", "--run-id", "sched")
+    assert code == 1 and "creating schedule sched failed after 5 attempts: HTTP 503: down" in err
+    assert len(google.calls("POST", r"/v1/%s/schedules" % PARENT)) == 5
+
+
 @pytest.mark.parametrize("cron, accepted", [
     ("0 3 1,15 * *", True), ("CRON_TZ=Europe/Paris 0 3 * * MON", True), ("TZ=America/New_York 30 2 * JAN-JUN 1-5", True),
     ("*/15 6-18 * * *", True), ("99 99 99 99 99", False), ("every day", False),

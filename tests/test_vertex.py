@@ -225,8 +225,8 @@ def test_overrides_reach_the_trainer_as_the_mapping(fake_vertex, google, dataset
 
 @pytest.mark.parametrize("failure", ["dropped", "503"])
 def test_a_create_whose_answer_is_lost_starts_one_job(fake_vertex, google, dataset, monkeypatch, failure):
-    import launcher.jobs.vertex
-    monkeypatch.setattr(launcher.jobs.vertex.time, "sleep", lambda seconds: None)
+    import launcher.cloud.google_api
+    monkeypatch.setattr(launcher.cloud.google_api.time, "sleep", lambda seconds: None)
     answered = []
 
     def create_then_lose_the_answer(request):
@@ -245,8 +245,8 @@ def test_a_create_whose_answer_is_lost_starts_one_job(fake_vertex, google, datas
 
 
 def test_a_create_that_keeps_failing_says_so(fake_vertex, google, dataset, monkeypatch):
-    import launcher.jobs.vertex
-    monkeypatch.setattr(launcher.jobs.vertex.time, "sleep", lambda seconds: None)
+    import launcher.cloud.google_api
+    monkeypatch.setattr(launcher.cloud.google_api.time, "sleep", lambda seconds: None)
     google.route("POST", JOBS, lambda r: (503, {"error": {"code": 503, "message": "backend error"}}))
     code, _, err = vertex_train(dataset, "vtx_down")
     assert code == 1 and "after 5 attempts: HTTP 503: backend error" in err

@@ -1,11 +1,14 @@
 """Google API clients with Application Default Credentials, gcloud's endpoint overrides and one-line errors."""
 import json
 import os
+import time
 
 from launcher.errors import LauncherError
 
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 RETRIES = 5   # 429 and 5xx, with googleapiclient's exponential backoff
+CREATE_ATTEMPTS = 5
+HTTP_TIMEOUT = (15, 120)    # seconds to connect, to read an answer
 
 
 def credentials():
@@ -103,3 +106,35 @@ def pages(request, key, what, limit=None):
             break
     return found[:limit] if limit else found
 
+
+def create_once(url, body, what, find):
+    """POST ``body`` to ``url``: the create of a resource whose id the service assigns itself, so that
+    a request sent twice makes two (two paid jobs, two schedules). No transport re-sends it on its
+    own (googleapiclient and httplib2 would); after an answer is lost (no connection, 429, 5xx),
+    ``find()`` looks for what the lost request may have made before each new attempt, and a
+    resource found is returned instead of creating another."""
+    import requests
+    from google.auth.transport.requests import AuthorizedSession
+    session = AuthorizedSession(credentials())
+    lost = ""
+    for attempt in range(CREATE_ATTEMPTS):
+        if attempt:
+            time.sleep(min(2 ** attempt, 30))
+            found = find()
+            if found:
+                return found
+        try:
+            answer = session.post(url, json=body, timeout=HTTP_TIMEOUT)
+        except requests.RequestException as error:
+            lost = "could not reach the API: %s" % error
+            continue
+        if answer.status_code == 429 or answer.status_code >= 500:
+            lost = "HTTP %d: %s" % (answer.status_code, message_of(answer.content))
+            continue
+        if answer.status_code >= 400:
+            raise LauncherError("%s failed: HTTP %d: %s" % (what, answer.status_code, message_of(answer.content)))
+        return answer.json()
+    found = find()
+    if found:
+        return found
+    raise LauncherError("%s failed after %d attempts: %s" % (what, CREATE_ATTEMPTS, lost))

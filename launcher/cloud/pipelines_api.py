@@ -65,6 +65,12 @@ def schedule_body(job, display_name, cron, max_concurrent_runs=1):
             "createPipelineJobRequest": {"parent": None, "pipelineJob": job}}
 
 
+def _run_of(schedule):
+    """What a schedule's runs are: their pipeline spec's name and parameters."""
+    job = (schedule.get("createPipelineJobRequest") or {}).get("pipelineJob") or {}
+    return (job.get("pipelineSpec") or {}).get("pipelineInfo"), (job.get("runtimeConfig") or {}).get("parameterValues")
+
+
 def failed_tasks(job):
     """The tasks of a pipeline run that failed, with their errors, from Vertex's task details."""
     found = []
@@ -77,8 +83,8 @@ def failed_tasks(job):
 class Pipelines:
     def __init__(self, project, region, api_endpoint=None):
         self.parent = "projects/%s/locations/%s" % (project, region)
-        api_endpoint = google_api.aiplatform_endpoint(region, api_endpoint)
-        api = google_api.build("aiplatform", "v1", api_endpoint).projects().locations()
+        self.endpoint = google_api.aiplatform_endpoint(region, api_endpoint)
+        api = google_api.build("aiplatform", "v1", self.endpoint).projects().locations()
         self.jobs, self.schedules = api.pipelineJobs(), api.schedules()
 
     def _name(self, kind, value):
@@ -109,9 +115,22 @@ class Pipelines:
                                 "pipelineJobs", "listing pipeline runs", limit)
 
     def create_schedule(self, body):
+        """``schedules.create``, which assigns the id itself: a create whose answer is lost is never
+        sent again blindly, so a schedule (and each run it starts) is never made twice."""
         body = dict(body, createPipelineJobRequest=dict(body["createPipelineJobRequest"], parent=self.parent))
-        return google_api.execute(self.schedules.create(parent=self.parent, body=body),
-                                  "creating schedule %s" % body["displayName"])
+        return google_api.create_once("%sv1/%s/schedules" % (self.endpoint, self.parent), body,
+                                      "creating schedule %s" % body["displayName"], lambda: self._same_schedule(body))
+
+    def _same_schedule(self, body):
+        """The schedule a lost create of ``body`` made (its display name, cron and run), or None."""
+        flt = 'display_name="%s"' % body["displayName"]
+        found = google_api.pages(lambda **page: self.schedules.list(parent=self.parent, filter=flt, **page),
+                                 "schedules", "looking for schedule %s" % body["displayName"])
+        for schedule in found:
+            if schedule.get("displayName") == body["displayName"] and schedule.get("cron") == body["cron"] and \
+                    _run_of(schedule) == _run_of(body):
+                return schedule
+        return None
 
     def list_schedules(self):
         return google_api.pages(lambda **page: self.schedules.list(parent=self.parent, **page), "schedules",

@@ -5,7 +5,6 @@ train``; its body is ``vertex_spec``'s, checked by ``vertex_plan``. A create who
 never starts a second job.
 """
 import re
-import time
 
 from launcher.cloud import google_api
 from launcher.errors import LauncherError, UsageError
@@ -22,8 +21,6 @@ STATES = {
     "JOB_STATE_UNSPECIFIED": "QUEUED",
 }
 _NUMERIC = re.compile(r"^\d+\Z")
-CREATE_ATTEMPTS = 5
-HTTP_TIMEOUT = (15, 120)    # seconds to connect, to read an answer
 
 
 def state_word(job):
@@ -81,36 +78,11 @@ class VertexBackend(training.Backend):
         return None
 
     def _create(self, body, job_id):
-        """``customJobs.create``, which assigns the id itself: a create whose answer is lost may have
-        started the job, so each retry first looks for it by its label (and no transport re-sends the
-        request on its own)."""
-        import requests
-        from google.auth.transport.requests import AuthorizedSession
-        session = AuthorizedSession(google_api.credentials())
+        """``customJobs.create``, which assigns the id itself: after a lost answer each retry first
+        looks for the job by its label (``google_api.create_once``)."""
         url = "%sv1/%s/customJobs" % (google_api.aiplatform_endpoint(self.region, self.api_endpoint), self.parent)
-        what = "submitting custom job %s" % job_id
-        for attempt in range(CREATE_ATTEMPTS):
-            if attempt:
-                time.sleep(min(2 ** attempt, 30))
-                found = self._same_job(job_id, body)
-                if found:
-                    return found
-            try:
-                answer = session.post(url, json=body, timeout=HTTP_TIMEOUT)
-            except requests.RequestException as error:
-                lost = "could not reach the API: %s" % error
-                continue
-            if answer.status_code == 429 or answer.status_code >= 500:
-                lost = "HTTP %d: %s" % (answer.status_code, google_api.message_of(answer.content))
-                continue
-            if answer.status_code >= 400:
-                raise LauncherError("%s failed: HTTP %d: %s" % (what, answer.status_code,
-                                                              google_api.message_of(answer.content)))
-            return answer.json()
-        found = self._same_job(job_id, body)
-        if found:
-            return found
-        raise LauncherError("%s failed after %d attempts: %s" % (what, CREATE_ATTEMPTS, lost))
+        return google_api.create_once(url, body, "submitting custom job %s" % job_id,
+                                      lambda: self._same_job(job_id, body))
 
     # -- following jobs ---------------------------------------------------------------------------
 
