@@ -488,6 +488,29 @@ def test_vertex_pipeline_dry_run_sends_nothing(fake_pipelines, google):
     assert body["runtimeConfig"]["parameterValues"]["run_definition_id"] == "El64GVP"
 
 
+def test_the_pipelines_network_and_account_reach_its_training_jobs(fake_pipelines, google):
+    network, account = "projects/123/global/networks/vpc", "pipe@%s.iam.gserviceaccount.com" % PROJECT
+    code, out, err = run("pipeline", "run", *VERTEX, "--dry-run", "--network", network, "--service-account", account)
+    assert code == 0, err
+    body = json.loads(out[out.index("{"):])
+    assert body["network"] == network and body["serviceAccount"] == account       # the pipeline run's own
+    values = body["runtimeConfig"]["parameterValues"]
+    assert values["network"] == network and values["service_account"] == account     # and its jobs'
+    tasks = body["pipelineSpec"]["root"]["dag"]["tasks"]
+    for step in ("train", "finetune"):
+        inputs = tasks[step]["inputs"]["parameters"]
+        assert inputs["network"]["componentInputParameter"] == "network", step
+        assert inputs["service_account"]["componentInputParameter"] == "service_account", step
+
+
+@pytest.mark.parametrize("option, value", [("--network", "vpc"), ("--network", "projects/1/global/networks/v\n"),
+                                           ("--service-account", "pipe@example.com")])
+def test_a_bad_pipeline_network_or_account_is_refused_before_sending(fake_pipelines, google, option, value):
+    code, _, err = run("pipeline", "run", *VERTEX, "--run-id", "bad-1", option, value)
+    assert code == 2 and option in err and "Traceback" not in err
+    assert not google.calls(path_pattern=r"/v1/.*")
+
+
 def test_the_transfer_step_reads_its_token_from_secret_manager_and_is_found_again(google, tmp_path, monkeypatch):
     import base64
 

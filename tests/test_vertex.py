@@ -315,6 +315,17 @@ def test_the_pipeline_step_trains_on_vertex_through_the_library(fake_vertex, goo
     assert json.loads(args[args.index("--params-override") + 1]) == {"trainer": {"steps_per_loop": 3}}
 
 
+def test_the_pipeline_steps_vertex_job_runs_in_the_network_and_as_the_account_given(fake_vertex, google, dataset,
+                                                                                   monkeypatch):
+    from launcher.pipeline import steps
+    google.route("GET", JOBS + r"/1000", lambda r: (200, dict(fake_vertex.jobs["1000"], state="JOB_STATE_SUCCEEDED")))
+    network, account = "projects/123/global/networks/vpc", "trainer@%s.iam.gserviceaccount.com" % PROJECT
+    steps.train_candidate(dataset, job_dir("pipe_vpc"), {"max_steps": 9}, "vertex", PROJECT, "us-central1", IMAGE,
+                          "gpu", "pipe_vpc_1", "{}", "", account, network)
+    spec = google.calls("POST", JOBS)[0]["body"]["jobSpec"]
+    assert spec["network"] == network and spec["serviceAccount"] == account
+
+
 def test_vertex_status_wait_cancel_and_list(fake_vertex, google, dataset):
     assert vertex_train(dataset, "vtx_4")[0] == 0
     states = iter(["JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_FAILED"])

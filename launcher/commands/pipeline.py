@@ -142,8 +142,9 @@ def compile_pipeline(output, image):
 @click.option("--schedule", help='Vertex AI: create a schedule with this cron instead of one run, e.g. '
                                  '"0 3 1,15 * *" or "CRON_TZ=Europe/Paris 0 3 * * MON"')
 @click.option("--run-id", help="Vertex AI: the pipeline run's id (default: synthdet-<time>)")
-@click.option("--service-account", help="Vertex AI: the account the pipeline runs as")
-@click.option("--network", help="Vertex AI: a peered VPC network, projects/NUMBER/global/networks/NAME")
+@click.option("--service-account", help="Vertex AI: the account the pipeline and its training jobs run as")
+@click.option("--network", help="Vertex AI: a peered VPC network for the pipeline and its training jobs, "
+                                "projects/NUMBER/global/networks/NAME")
 @click.option("--labels", "labels", multiple=True, metavar="KEY=VALUE", help="Vertex AI: labels of the run or schedule")
 @click.option("--dry-run", is_flag=True, help="print the request; send nothing (no account needed)")
 @click.option("--verbose", is_flag=True, help="--local: show KFP's and the steps' own output instead of writing it "
@@ -162,9 +163,11 @@ def run_pipeline(local, work_dir, project, region, pipeline_root, image, schedul
     require_extra("kfp", "pipeline")
     from launcher.cloud import pipelines_api
     from launcher.jobs import capacity as capacity_lib
+    from launcher.jobs import vertex_plan
     from launcher.pipeline import definition, local_run, runs
     capacity = capacity_from(kw)
     capacity_notes = capacity_lib.check(capacity, region)
+    vertex_plan.check_identity(service_account, network)
     if local:
         if not work_dir:
             raise LauncherError("--local needs --work-dir", exit_code=2)
@@ -187,7 +190,7 @@ def run_pipeline(local, work_dir, project, region, pipeline_root, image, schedul
     if not (project and pipeline_root and pipeline_root.startswith("gs://")):
         raise LauncherError("on Vertex AI pass --project and a gs:// --pipeline-root (or --local)", exit_code=2)
     arguments = _arguments(kw, work_dir or pipeline_root.rstrip("/") + "/work", "vertex", project, region, image)
-    arguments["capacity"] = capacity.to_json()
+    arguments.update(capacity=capacity.to_json(), service_account=service_account or "", network=network or "")
     import tempfile
     with tempfile.TemporaryDirectory() as scratch:
         spec = pipelines_api.load_spec(definition.compile_to(os.path.join(scratch, "p.yaml"), image))

@@ -18,12 +18,17 @@ _SERVICE_ACCOUNT = re.compile(r"^[^@\s]+@[^@\s]+\.iam\.gserviceaccount\.com\Z")
 LOCAL_IMAGE = "synthdet:local"      # --backend local runs the containerSpec's command in this environment
 
 
-def _check_options(request):
-    if request.service_account and not _SERVICE_ACCOUNT.match(request.service_account):
+def check_identity(service_account, network):
+    """A job's (or a pipeline run's) account and VPC network, by Vertex AI's forms."""
+    if service_account and not _SERVICE_ACCOUNT.match(service_account):
         raise UsageError("--service-account takes an email such as trainer@PROJECT.iam.gserviceaccount.com, got %r"
-                         % request.service_account)
-    if request.network and not _NETWORK.match(request.network):
-        raise UsageError("--network takes projects/PROJECT_NUMBER/global/networks/NAME, got %r" % request.network)
+                         % service_account)
+    if network and not _NETWORK.match(network):
+        raise UsageError("--network takes projects/PROJECT_NUMBER/global/networks/NAME, got %r" % network)
+
+
+def _check_options(request):
+    check_identity(request.service_account, request.network)
     if request.tensorboard:
         if not _TENSORBOARD.match(request.tensorboard):
             raise UsageError("--tensorboard takes projects/P/locations/R/tensorboards/ID, got %r" % request.tensorboard)

@@ -43,7 +43,7 @@ def build(image=DEFAULT_IMAGE):
               warmup_learning_rate: float, warmup_steps: int, initial_learning_rate: float, image_size: str,
               fpn_type: str, aug_scale_min: float, aug_scale_max: float, backbone: str, params_override: str,
               init_checkpoint: str, init_from: str, production_dir: str, capacity: str, train_timeout: str,
-              work_dir: str, run_name: str, job_name: str) -> str:
+              service_account: str, network: str, work_dir: str, run_name: str, job_name: str) -> str:
         from launcher.pipeline import runs, steps
         from launcher.pipeline.settings import TrainSettings
         name = runs.run_name(run_name, job_name)
@@ -54,13 +54,14 @@ def build(image=DEFAULT_IMAGE):
         options = steps.starting_point(settings.trainer_options(), init_from, production_dir)
         return runs.recorded(folder, "train", steps.train_candidate, dataset, folder + "/candidate", options,
                              backend, project, region, image, accelerator, steps.vertex_job_id(name), capacity,
-                             train_timeout)
+                             train_timeout, service_account, network)
 
     @component
     def finetune(model_dir: str, finetune_dataset: str, finetune_steps: int, backend: str, project: str,
                  region: str, accelerator: str, image: str, train_batch_size: int, num_eval_images: int,
                  image_size: str, fpn_type: str, backbone: str, params_override: str, capacity: str,
-                 train_timeout: str, work_dir: str, run_name: str, job_name: str) -> str:
+                 train_timeout: str, service_account: str, network: str, work_dir: str, run_name: str,
+                 job_name: str) -> str:
         from launcher.pipeline import runs, steps
         from launcher.pipeline.settings import TrainSettings
         name = runs.run_name(run_name, job_name)
@@ -69,7 +70,7 @@ def build(image=DEFAULT_IMAGE):
                                  params_override=params_override).finetuning(finetune_steps)
         return steps.finetune(runs.run_dir(work_dir, name), name, model_dir, finetune_dataset,
                               settings.trainer_options(), backend, project, region, image, accelerator, capacity,
-                              train_timeout)
+                              train_timeout, service_account, network)
 
     @component
     def evaluate(model_dir: str, dataset: str, real_dataset: str, work_dir: str, run_name: str, job_name: str,
@@ -133,7 +134,7 @@ def build(image=DEFAULT_IMAGE):
                  aug_scale_max: float = hp["aug_scale_max"], backbone: str = "resnet-50", params_override: str = "",
                  init_checkpoint: str = "", metric: str = "", promote_mode: str = "manual", image: str = image,
                  run_name: str = "", capacity: str = "{}", min_improvement: float = 0.0, init_from: str = "",
-                 train_timeout: str = ""):
+                 train_timeout: str = "", service_account: str = "", network: str = ""):
         job = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
         run = dict(work_dir=work_dir, run_name=run_name, job_name=job)
         fetched = transfer(source=source, run_definition_id=run_definition_id, run_execution_id=run_execution_id,
@@ -148,12 +149,14 @@ def build(image=DEFAULT_IMAGE):
                           image_size=image_size, fpn_type=fpn_type, aug_scale_min=aug_scale_min,
                           aug_scale_max=aug_scale_max, backbone=backbone, params_override=params_override,
                           init_checkpoint=init_checkpoint, init_from=init_from, production_dir=production_dir,
-                          capacity=capacity, train_timeout=train_timeout, **run).set_display_name("train")
+                          capacity=capacity, train_timeout=train_timeout, service_account=service_account,
+                          network=network, **run).set_display_name("train")
         tuned = finetune(model_dir=candidate.output, finetune_dataset=finetune_dataset, finetune_steps=finetune_steps,
                          backend=backend, project=project, region=region, accelerator=accelerator, image=image,
                          train_batch_size=train_batch_size, num_eval_images=num_eval_images, image_size=image_size,
                          fpn_type=fpn_type, backbone=backbone, params_override=params_override,
-                         capacity=capacity, train_timeout=train_timeout, **run).set_display_name("finetune")
+                         capacity=capacity, train_timeout=train_timeout, service_account=service_account,
+                         network=network, **run).set_display_name("finetune")
         scored = evaluate(model_dir=tuned.output, dataset=converted.output, real_dataset=real_dataset,
                           **run).set_display_name("evaluate")
         compared = compare(candidate=scored.outputs["Output"], production_dir=production_dir,

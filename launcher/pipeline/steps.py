@@ -39,21 +39,22 @@ def starting_point(options, init_from, production_dir):
 
 
 def train_candidate(dataset, model_dir, options, backend, project, region, image, accelerator, job_id, capacity="{}",
-                    timeout=""):
+                    timeout="", service_account="", network=""):
     """Train here (``backend`` local) or as a Vertex AI custom job; returns the checkpoints' folder.
-    ``capacity``: ``launcher.jobs.capacity.Capacity.to_json()`` and ``timeout`` (``12h``; empty:
-    Vertex's 7 days) for the Vertex job."""
+    ``capacity`` (``launcher.jobs.capacity.Capacity.to_json()``), ``timeout`` (``12h``; empty:
+    Vertex's 7 days), ``service_account`` and ``network`` shape the Vertex job."""
     if backend == "vertex":
         from launcher.jobs.capacity import Capacity
         return train_on_vertex(dataset, model_dir, options, project, region, image, accelerator, job_id,
-                               capacity=Capacity.from_json(capacity), timeout=timeout)
+                               capacity=Capacity.from_json(capacity), timeout=timeout,
+                               service_account=service_account, network=network)
     if backend != "local":
         raise StepFailed("backend must be local or vertex, got %s" % backend)
     return train(dataset, model_dir, options)
 
 
 def finetune(folder, name, model_dir, dataset, options, backend, project, region, image, accelerator, capacity="{}",
-             timeout=""):
+             timeout="", service_account="", network=""):
     """The fine-tuning of run ``name``: the candidate ``model_dir``'s whole network trained on
     ``dataset`` (with ``options``) into RUN_DIR/finetuned, as a job of its own; with no dataset the
     candidate goes on as it is."""
@@ -63,7 +64,8 @@ def finetune(folder, name, model_dir, dataset, options, backend, project, region
     options = dict(options, init_from=model_dir)
     options.pop("init_checkpoint", None)
     return recorded(folder, "finetune", train_candidate, dataset, fsutil.join(folder, "finetuned"), options, backend,
-                    project, region, image, accelerator, vertex_job_id(name + "_finetune"), capacity, timeout)
+                    project, region, image, accelerator, vertex_job_id(name + "_finetune"), capacity, timeout,
+                    service_account, network)
 
 
 def unity_token(secret=""):
@@ -189,7 +191,7 @@ def vertex_job_id(run):
 
 
 def train_on_vertex(dataset, job_dir, options, project, region, image, accelerator="gpu", job_id=None,
-                    on_state=None, poll_seconds=60.0, capacity=None, timeout=""):
+                    on_state=None, poll_seconds=60.0, capacity=None, timeout="", service_account="", network=""):
     """The same training as a Vertex AI custom job in the project's image, waited for.
 
     ``options`` are ``trainer.commands.train``'s keyword arguments (hyperparameters, backbone,
@@ -202,7 +204,8 @@ def train_on_vertex(dataset, job_dir, options, project, region, image, accelerat
         job_id=job_id or "synthdet_pipeline_%s" % time.strftime("%Y%m%d_%H%M%S"), job_dir=job_dir.rstrip("/"),
         dataset=dataset, accelerator=accelerator, image=image, backbone=options.pop("backbone", "resnet-50"),
         init_checkpoint=options.pop("init_checkpoint", "") or "", init_from=options.pop("init_from", "") or "",
-        params_overrides=tuple(options.pop("params_overrides", ())), hyperparameters=options, timeout=timeout or "")
+        params_overrides=tuple(options.pop("params_overrides", ())), hyperparameters=options, timeout=timeout or "",
+        service_account=service_account or "", network=network or "")
     if capacity is not None:
         request.capacity = capacity
     try:
