@@ -40,8 +40,7 @@ def strict(body, message):
 
 def test_every_flag_lands_where_custom_job_wants_it(tmp_path):
     code, out, err = launcher(*DRY, "--gpus", "2", "--replicas", "3", "--spot", "--boot-disk-size-gb", "250",
-                              "--boot-disk-type", "pd-standard", "--reservation", RESERVATION, "--kms-key", KEY,
-                              "--timeout", "72h", cwd=tmp_path)
+                              "--boot-disk-type", "pd-standard", "--kms-key", KEY, "--timeout", "72h", cwd=tmp_path)
     assert code == 0, err
     body = body_of(out)
     job = strict(body, "CustomJob")
@@ -51,12 +50,14 @@ def test_every_flag_lands_where_custom_job_wants_it(tmp_path):
     assert len(job.job_spec.worker_pool_specs) == 2
     for pool in job.job_spec.worker_pool_specs:
         assert pool.disk_spec.boot_disk_size_gb == 250 and pool.disk_spec.boot_disk_type == "pd-standard"
+    assert job.encryption_spec.kms_key_name == KEY
+    assert "--kms-key=%s" % KEY in out                          # the gcloud twin says it too
+    code, reserved, err = launcher(*DRY, "--gpus", "2", "--replicas", "3", "--reservation", RESERVATION, cwd=tmp_path)
+    assert code == 0, err
+    for pool in strict(body_of(reserved), "CustomJob").job_spec.worker_pool_specs:
         affinity = pool.machine_spec.reservation_affinity
         assert affinity.reservation_affinity_type == 3          # SPECIFIC_RESERVATION
         assert affinity.key == "compute.googleapis.com/reservation-name" and list(affinity.values) == [RESERVATION]
-    assert job.encryption_spec.kms_key_name == KEY
-    assert "--kms-key=%s" % KEY in out                          # the gcloud twin says it too
-    assert "not checked: --spot with --reservation" in out      # Vertex's documents do not say; it decides
     from launcher.jobs import prices
     ceiling = 3 * prices.PER_HOUR["us-central1"]["g2-standard-24"][1] * 72
     assert "price: at most $%s (3 × g2-standard-24 with 2 × L4 each for 3 days, Spot list price, us-central1, " \
@@ -122,13 +123,64 @@ def test_gpus_attached_to_an_n1_machine_are_not_priced_as_the_bare_machine(tmp_p
     (["--kms-key", "jobs"], "--kms-key takes projects/PROJECT/locations/LOCATION"),
     (["--kms-key", KEY.replace("us-central1", "europe-west4")], "The key needs to be in the same region"),
     (["--disable-retries", "--restart-on-worker-restart"], "--disable-retries turns off"),
-    (["--boot-disk-size-gb", "0"], "--boot-disk-size-gb must be a positive number"),
+    (["--boot-disk-size-gb", "0"], "--boot-disk-size-gb must be 100-64000 GB"),
+    (["--boot-disk-size-gb", "99"], "--boot-disk-size-gb must be 100-64000 GB"),
+    (["--boot-disk-size-gb", "64001"], "--boot-disk-size-gb must be 100-64000 GB"),
+    (["--boot-disk-size-gb", str(2 ** 31)], "--boot-disk-size-gb must be 100-64000 GB"),
+    (["--spot", "--reservation", RESERVATION], "Spot VMs cannot consume reservations"),
+    (["--flex-start", "--accelerator", "cpu"], "--flex-start needs L4, A100, H100, H200 or B200 GPUs"),
+    (["--flex-start", "--timeout", "8d"], "--flex-start needs --timeout of 7 days or less"),
+    (["--model-size", "small"], "--model-size small is MobileNetV2 with an FPN: pass --backbone mobilenet"),
+    (["--model-size", "small", "--backbone", "mobilenet", "--fpn-type", "nasfpn"], "--model-size small is MobileNetV2"),
 ])
 def test_what_vertex_refuses_ends_with_one_line_before_anything_is_sent(fake_vertex, google, dataset, flags,
                                                                           message):
     code, out, err = vertex_train(dataset, "refused", *flags)
     assert code == 2 and err.count("\n") == 1 and message in err, err
     assert not google.calls("POST", JOBS) and not google.calls("GET", JOBS)
+
+
+@pytest.mark.parametrize("pools, message", [
+    ("- machineSpec: {machineType: g2-standard-8, acceleratorType: NVIDIA_L4, acceleratorCount: 1}\n"
+     "- machineSpec: {machineType: g2-standard-24, acceleratorType: NVIDIA_L4, acceleratorCount: 2}\n"
+     "  replicaCount: '1'\n", "--flex-start needs one machine for every worker pool"),
+    ("- machineSpec: {machineType: n1-standard-8, acceleratorType: NVIDIA_TESLA_T4, acceleratorCount: 1}\n",
+     "--flex-start needs L4, A100, H100, H200 or B200 GPUs"),
+])
+def test_flex_start_rules_that_need_the_pools_are_checked_before_sending(fake_vertex, google, dataset, tmp_path,
+                                                                         pools, message):
+    spec = tmp_path / "pools.yaml"
+    spec.write_text(pools)
+    code, _, err = vertex_train(dataset, "flex", "--flex-start", "--worker-pool-spec-file", str(spec))
+    assert code == 2 and message in err, err
+    assert not google.calls("POST", JOBS)
+
+
+@pytest.mark.parametrize("pool, message", [
+    ("{machineType: g2-standard-8, acceleratorType: NVIDIA_L4, acceleratorCount: %d}" % 2 ** 31,
+     "machineSpec.acceleratorCount must be a whole number from 1 to 2147483647 (the API's int32 field)"),
+    ("{machineType: g2-standard-8}\n  replicaCount: '%d'" % 2 ** 63, "replicaCount must be a whole number from 1"),
+    ("{machineType: g2-standard-8}\n  diskSpec: {bootDiskSizeGb: 70000}",
+     "workerPoolSpecs[0].diskSpec.bootDiskSizeGb must be 100-64000 GB"),
+])
+def test_a_pool_file_with_values_the_api_cannot_hold_is_refused(fake_vertex, google, dataset, tmp_path, pool,
+                                                                 message):
+    spec = tmp_path / "pools.yaml"
+    spec.write_text("- machineSpec: %s\n" % pool)
+    code, _, err = vertex_train(dataset, "int32", "--worker-pool-spec-file", str(spec))
+    assert code == 2 and message in err, err
+    assert not google.calls("POST", JOBS)
+
+
+def test_the_pipelines_jobs_follow_the_same_rules_before_anything_is_sent(tmp_path):
+    common = ["pipeline", "run", "--project", PROJECT, "--pipeline-root", "gs://b/p", "--source", "gs://b/run",
+              "--dry-run"]
+    for flags, message in ((["--flex-start", "--accelerator", "cpu"], "--flex-start needs L4, A100"),
+                           (["--flex-start", "--timeout", "8d"], "--flex-start needs --timeout of 7 days or less"),
+                           (["--spot", "--reservation", RESERVATION], "Spot VMs cannot consume reservations"),
+                           (["--boot-disk-size-gb", "50"], "--boot-disk-size-gb must be 100-64000 GB")):
+        code, out, err = launcher(*common, *flags, cwd=tmp_path)
+        assert code == 2 and message in err and not out, (flags, err)
 
 
 def test_a_submitted_job_carries_the_choices_and_the_price_is_said_first(fake_vertex, google, dataset):

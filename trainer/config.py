@@ -69,6 +69,14 @@ def image_size(text, fallback):
     return [-(-side // step) * step for side in size]
 
 
+def check_model_size(model_size, backbone, fpn_type):
+    """The model sizes and the backbone and FPN each is built from."""
+    if model_size not in MODEL_SIZES:
+        raise ConfigError("--model-size must be one of %s, got %s" % (", ".join(MODEL_SIZES), model_size))
+    if model_size == "small" and (backbone != "mobilenet" or fpn_type != "fpn"):
+        raise ConfigError("--model-size small is MobileNetV2 with an FPN: pass --backbone mobilenet --fpn-type fpn")
+
+
 def overrides(dataset, hp, backbone, size, init_checkpoint=None, eval_split="eval", eval_images=None,
               model_size="full", replicas=1):
     """The ``params.override`` dict for the ``retinanet_resnetfpn_coco`` preset.
@@ -80,10 +88,7 @@ def overrides(dataset, hp, backbone, size, init_checkpoint=None, eval_split="eva
     """
     if backbone not in BACKBONES:
         raise ConfigError("--backbone must be one of %s, got %s" % (", ".join(BACKBONES), backbone))
-    if model_size not in MODEL_SIZES:
-        raise ConfigError("--model-size must be one of %s, got %s" % (", ".join(MODEL_SIZES), model_size))
-    if model_size == "small" and (backbone != "mobilenet" or hp["fpn_type"] != "fpn"):
-        raise ConfigError("--model-size small is MobileNetV2 with an FPN: pass --backbone mobilenet --fpn-type fpn")
+    check_model_size(model_size, backbone, hp["fpn_type"])
     if hp["fpn_type"] not in ("fpn", "nasfpn"):
         raise ConfigError("--fpn-type must be fpn or nasfpn, got %s" % hp["fpn_type"])
     for name in ("train_batch_size", "max_steps", "train_steps_per_eval"):

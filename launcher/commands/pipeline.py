@@ -163,7 +163,7 @@ def run_pipeline(local, work_dir, project, region, pipeline_root, image, schedul
     require_extra("kfp", "pipeline")
     from launcher.cloud import pipelines_api
     from launcher.jobs import capacity as capacity_lib
-    from launcher.jobs import vertex_plan
+    from launcher.jobs import vertex_plan, vertex_spec
     from launcher.pipeline import definition, local_run, runs
     capacity = capacity_from(kw)
     capacity_notes = capacity_lib.check(capacity, region)
@@ -189,6 +189,8 @@ def run_pipeline(local, work_dir, project, region, pipeline_root, image, schedul
         project = "PROJECT"
     if not (project and pipeline_root and pipeline_root.startswith("gs://")):
         raise LauncherError("on Vertex AI pass --project and a gs:// --pipeline-root (or --local)", exit_code=2)
+    capacity_lib.check_machines(capacity, vertex_spec.worker_pools(kw["accelerator"]),
+                                training.timeout_seconds(kw["train_timeout"]) if kw["train_timeout"] else None)
     arguments = _arguments(kw, work_dir or pipeline_root.rstrip("/") + "/work", "vertex", project, region, image)
     arguments.update(capacity=capacity.to_json(), service_account=service_account or "", network=network or "")
     import tempfile

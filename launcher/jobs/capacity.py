@@ -30,8 +30,14 @@ PERSISTENT_WITH_RESERVATION = (
     "FLEX_START and persistent resources cannot be used together with a Compute Engine reservation; the "
     "persistent resource's own pools decide where the job runs")
 SPOT_WITH_RESERVATION = (
-    "--spot with --reservation: the Vertex AI documents we could read do not say whether a Spot job may consume "
-    "a reservation; Vertex decides when the job is created")
+    "--spot cannot be used with --reservation: Compute Engine's Spot VMs cannot consume reservations, so the job "
+    "would never get the reserved machines; drop --spot to use the reservation, or --reservation to run on Spot")
+BOOT_DISK_GB = (100, 64000)                 # Vertex AI's DiskSpec.bootDiskSizeGb range
+# Dynamic Workload Scheduler (FLEX_START): "requests L4, A100, H100, H200, or B200 GPUs", "a maximum timeout of
+# 7 days or less", "the same machine configuration for all worker pools" (Vertex AI: schedule-jobs-dws).
+FLEX_START_GPUS = ("NVIDIA_L4", "NVIDIA_TESLA_A100", "NVIDIA_A100_80GB", "NVIDIA_H100_80GB", "NVIDIA_H100_MEGA_80GB",
+                   "NVIDIA_H200_141GB", "NVIDIA_B200")
+FLEX_START_MAX_TIMEOUT = 7 * 24 * 3600
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,8 +93,8 @@ def check(capacity, region):
     if capacity.disable_retries and capacity.restart_on_worker_restart:
         raise UsageError("--disable-retries turns off --restart-on-worker-restart (Vertex: disableRetries \"overrides "
                          "restart_job_on_worker_restart to false\"); pass one of them")
-    if capacity.boot_disk_size_gb is not None and capacity.boot_disk_size_gb < 1:
-        raise UsageError("--boot-disk-size-gb must be a positive number of GB, got %d" % capacity.boot_disk_size_gb)
+    if capacity.boot_disk_size_gb is not None:
+        check_boot_disk(capacity.boot_disk_size_gb, "--boot-disk-size-gb")
     if capacity.boot_disk_type and capacity.boot_disk_type not in BOOT_DISK_TYPES:
         raise UsageError("--boot-disk-type must be one of %s (aiplatform v1 DiskSpec), got %s"
                          % (", ".join(BOOT_DISK_TYPES), capacity.boot_disk_type))
@@ -105,7 +111,7 @@ def check(capacity, region):
         if capacity.persistent_resource:
             raise UsageError(PERSISTENT_WITH_RESERVATION)
         if capacity.spot:
-            notes.append(SPOT_WITH_RESERVATION)
+            raise UsageError(SPOT_WITH_RESERVATION)
     if capacity.persistent_resource and not _PERSISTENT_RESOURCE.match(capacity.persistent_resource):
         raise UsageError("--persistent-resource takes the persistent resource's id (at most 63 of a-z, 0-9 and -, "
                          "starting with a letter), not its full name; got %r" % capacity.persistent_resource)
@@ -122,6 +128,34 @@ def check(capacity, region):
             raise UsageError("--kms-key is in %s, but Vertex says \"The key needs to be in the same region as "
                              "where the compute resource is created\" (%s); pass a key of %s" % (match.group(1), region, region))
     return notes
+
+
+def check_boot_disk(size_gb, where):
+    low, high = BOOT_DISK_GB
+    if not low <= size_gb <= high:
+        raise UsageError("%s must be %d-%d GB (Vertex AI's boot disk sizes), got %d" % (where, low, high, size_gb))
+
+
+def check_machines(capacity, pools, timeout_seconds=None):
+    """The rules that need the job's machines and timeout: those of --flex-start (Dynamic Workload
+    Scheduler), quoted from Vertex AI's documentation."""
+    if not capacity.flex_start:
+        return
+    specs = [pool["machineSpec"] for pool in pools if pool]
+    kinds = sorted({str(spec.get("acceleratorType") or "no GPU") for spec in specs})
+    if any(kind not in FLEX_START_GPUS for kind in kinds):
+        raise UsageError("--flex-start needs L4, A100, H100, H200 or B200 GPUs (Vertex AI: Dynamic Workload Scheduler "
+                         "needs a job that \"requests L4, A100, H100, H200, or B200 GPUs\"), got %s; pass "
+                         "--accelerator gpu or a100" % ", ".join(kinds))
+    if (timeout_seconds or FLEX_START_MAX_TIMEOUT) > FLEX_START_MAX_TIMEOUT:
+        raise UsageError("--flex-start needs --timeout of 7 days or less (Vertex AI: \"a maximum timeout of 7 days "
+                         "or less\"), got %d s" % timeout_seconds)
+    configurations = {tuple(str(spec.get(key) or "") for key in ("machineType", "acceleratorType", "acceleratorCount"))
+                      for spec in specs}
+    if len(configurations) > 1:
+        raise UsageError("--flex-start needs one machine for every worker pool (Vertex AI: \"the same machine "
+                         "configuration for all worker pools\"), got %s"
+                         % "; ".join(" with ".join(part for part in c[:2] if part) for c in sorted(configurations)))
 
 
 def restarts(capacity, replicas):

@@ -165,9 +165,10 @@ def build_plan(request, project, region, local=False, dry_run=False):
     if unknown:
         raise UsageError("unknown hyperparameter(s): %s" % ", ".join(sorted(unknown)))
     _check_hyperparameters(values, facts)
-    if request.model_size not in trainer_config.MODEL_SIZES:
-        raise UsageError("--model-size must be one of %s, got %s" % (", ".join(trainer_config.MODEL_SIZES),
-                                                                    request.model_size))
+    try:
+        trainer_config.check_model_size(request.model_size, request.backbone, values["fpn_type"])
+    except trainer_config.ConfigError as error:
+        raise UsageError(str(error))
     try:
         overrides = [trainer_config.parse_override(text) for text in request.params_overrides]
         if overrides and not trainer_config.check_overrides(overrides):
@@ -181,6 +182,7 @@ def build_plan(request, project, region, local=False, dry_run=False):
         pools = worker_pools(request.accelerator or "gpu", request.gpus, request.replicas)
     strategy_name = strategy(pools)
     unchecked += capacity_lib.check(request.capacity, region)
+    capacity_lib.check_machines(request.capacity, pools, timeout)
     init = request.init_checkpoint or ("imagenet" if request.backbone in trainer_config.IMAGENET_CHECKPOINTS
                                        else "none")
     try:

@@ -12,6 +12,7 @@ from launcher.jobs import capacity as capacity_lib
 
 LABEL = "synthdet_job_id"
 TRAINER_COMMAND = ["python", "-m", "trainer"]
+INT32_MAX, INT64_MAX = 2 ** 31 - 1, 2 ** 63 - 1
 
 # --accelerator presets: the machine type for 1, 2, 4 or 8 GPUs of a kind.
 GPU_MACHINES = {
@@ -67,7 +68,29 @@ def worker_pools_from_file(path):
     if not isinstance(pools, list) or not pools or not all(isinstance(p, dict) and "machineSpec" in p for p in pools):
         raise UsageError("%s must hold a list of worker pool specs, each with a machineSpec "
                          "(or {\"workerPoolSpecs\": [...]})" % path)
+    for number, pool in enumerate(pools):
+        where = "%s: workerPoolSpecs[%d]" % (path, number)
+        _check_count(pool["machineSpec"].get("acceleratorCount"), where + ".machineSpec.acceleratorCount", INT32_MAX)
+        _check_count(pool.get("replicaCount"), where + ".replicaCount", INT64_MAX)
+        size = (pool.get("diskSpec") or {}).get("bootDiskSizeGb")
+        if size is not None:
+            capacity_lib.check_boot_disk(_check_count(size, where + ".diskSpec.bootDiskSizeGb", INT32_MAX),
+                                         where + ".diskSpec.bootDiskSizeGb")
     return pools
+
+
+def _check_count(value, where, largest):
+    """A count of the API (int32, or int64 sent as a string): a whole number from 1 to ``largest``."""
+    if value is None:
+        return None
+    try:
+        number = int(str(value))
+    except ValueError:
+        number = None
+    if number is None or not 1 <= number <= largest or isinstance(value, bool):
+        raise UsageError("%s must be a whole number from 1 to %d (the API's %s field), got %r"
+                         % (where, largest, "int32" if largest == INT32_MAX else "int64", value))
+    return number
 
 
 def _is_tpu(spec):
