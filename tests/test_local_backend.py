@@ -119,6 +119,45 @@ def test_a_replica_gets_the_environment_vertex_gives_a_container():
     assert env["PATH"] == "/usr/local/nvidia/bin:/usr/bin" and env["HOME"] == "/root"
 
 
+def test_the_evaluator_pool_is_no_part_of_tf_configs_cluster_as_on_vertex():
+    from launcher.jobs import local
+    body = {"displayName": "j", "jobSpec": {"workerPoolSpecs": [
+        {"replicaCount": "1"}, {"replicaCount": "1"}, {"replicaCount": "1"}, {"replicaCount": "1"}]}}
+    replicas = local.replica_environments(body, {"PATH": "/usr/bin"})
+    configs = [json.loads(env["TF_CONFIG"]) for *_, env in replicas]
+    assert [c["task"]["type"] for c in configs] == ["chief", "worker", "ps", "evaluator"]
+    for config in configs:
+        assert sorted(config["cluster"]) == ["chief", "ps", "worker"]
+    assert sorted(json.loads(replicas[3][3]["CLUSTER_SPEC"])["cluster"]) == [
+        "workerpool0", "workerpool1", "workerpool2", "workerpool3"]       # CLUSTER_SPEC names every pool
+
+
+def test_replicas_end_with_their_launcher_even_when_it_is_killed(work):
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "launcher", "train", "--backend", "local", "--accelerator", "cpu", "--dataset", "data",
+         "--job-dir", "runs/orphan", "--job-id", "orphan_1", "--max-steps", "100000", *SMALL],
+        cwd=work, env=environment(work), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started = time.monotonic()
+    for line in launcher.stdout:
+        if "] training mobilenet" in line or time.monotonic() - started > 300:
+            break
+    (replica,) = children(launcher.pid)
+    launcher.kill()                         # SIGKILL: no handler runs, nothing is cleaned up
+    launcher.wait(timeout=30)
+    began = time.monotonic()
+    while time.monotonic() - began < 20 and os.path.exists("/proc/%d" % replica) and \
+            open("/proc/%d/stat" % replica).read().rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
+        time.sleep(0.2)
+    gone = not os.path.exists("/proc/%d" % replica) or \
+        open("/proc/%d/stat" % replica).read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    if not gone:
+        os.kill(replica, signal.SIGKILL)
+    assert gone, "the replica went on training into the job dir after its launcher died"
+    assert time.monotonic() - began < 10
+    code, out, _ = command("launcher", "status", "orphan_1", "--backend", "local", work=work)
+    assert code == 0 and "FAILED" in out
+
+
 def test_a_gpu_promised_to_this_machine_fails_the_job_as_on_vertex(work):
     began = time.monotonic()
     code, out, err = command("launcher", "train", "--backend", "local", "--accelerator", "gpu", "--dataset", "data",

@@ -27,9 +27,9 @@ def process_gone(pid):
         return False
 
 
-def watch_main(interval=1.0):
-    """In a worker process: exit as soon as the main process is gone."""
-    pid = int(os.environ.get(ENV) or 0)
+def watch_main(interval=1.0, env=ENV):
+    """In a worker process: exit as soon as the main process (named by ``env``) is gone."""
+    pid = int(os.environ.get(env) or 0)
     if not pid or pid == os.getpid() or _started:
         return
     _started.append(pid)

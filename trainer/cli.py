@@ -60,6 +60,9 @@ def main():
       python -m trainer predict  --model-dir runs/m1 --dataset OUT --output runs/m1/predictions
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tfproc import orphans
+    from trainer import container
+    orphans.watch_main(env=container.LAUNCHER_PID)      # a local job's replica ends with its launcher
 
 
 def _hyperparameter_options(command):

@@ -6,6 +6,9 @@ import re
 # Vertex AI (GKE's device plugin) mounts the NVIDIA driver at /usr/local/nvidia without putting it on
 # the loader's path; TensorFlow opens libcuda.so.1 by name, so the image names the folder itself.
 NVIDIA_MOUNT = "/usr/local/nvidia"
+# Set by ``launcher train --backend local`` in each replica's environment: the launcher's pid, so
+# that a replica ends when its launcher dies, even by SIGKILL (Vertex sets no such variable).
+LAUNCHER_PID = "SYNTHDET_LAUNCHER_PID"
 IMAGE_ENV = {
     "PYTHONDONTWRITEBYTECODE": "1",
     "PYTHONUNBUFFERED": "1",

@@ -27,8 +27,8 @@ from launcher.jobs import training, vertex_plan, vertex_spec
 from tfproc import orphans
 from trainer import container
 
-POOL_TASK_TYPES = ("chief", "worker", "ps", "evaluator")
-GRACE_SECONDS = 10     # TF_CONFIG's names for pools 0..3, as Vertex sets them
+POOL_TASK_TYPES = ("chief", "worker", "ps", "evaluator")     # TF_CONFIG's names for pools 0..3, as Vertex sets them
+GRACE_SECONDS = 10
 
 
 def jobs_root():
@@ -58,7 +58,8 @@ def replica_environments(body, base_env=None):
     counts = [int((pool or {}).get("replicaCount") or 0) for pool in pools]
     ports = iter(_free_ports(sum(counts)))
     addresses = [["127.0.0.1:%d" % next(ports) for _ in range(count)] for count in counts]
-    tf_cluster = {POOL_TASK_TYPES[i]: hosts for i, hosts in enumerate(addresses) if hosts}
+    # Vertex's TF_CONFIG cluster holds chief, worker and ps, never the evaluator: it is no part of training.
+    tf_cluster = {POOL_TASK_TYPES[i]: hosts for i, hosts in enumerate(addresses) if hosts and i < 3}
     pool_cluster = {"workerpool%d" % i: hosts for i, hosts in enumerate(addresses) if hosts}
     base = body["jobSpec"].get("baseOutputDirectory", {}).get("outputUriPrefix", "").rstrip("/")
     out = []
@@ -193,6 +194,7 @@ class LocalBackend(training.Backend):
                 for key, value in (spec.get("env") or {}).items() if isinstance(spec.get("env"), dict) else \
                         ((e["name"], e["value"]) for e in spec.get("env") or []):
                     env[key] = value
+                env[container.LAUNCHER_PID] = str(os.getpid())
                 process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                            stdin=subprocess.DEVNULL, start_new_session=True)
                 reader = threading.Thread(target=pump, args=(name, process.stdout), daemon=True)
