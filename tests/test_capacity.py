@@ -227,3 +227,16 @@ def test_the_pipelines_training_step_sends_the_choices(fake_vertex, google, data
     assert body["jobSpec"]["scheduling"] == {"strategy": "SPOT", "timeout": "86400s"}
     assert body["encryptionSpec"] == {"kmsKeyName": KEY}
     assert body["jobSpec"]["workerPoolSpecs"][0]["diskSpec"]["bootDiskType"] == "pd-ssd"
+
+
+def test_the_expected_cost_never_passes_the_ceiling_and_says_where_a_short_timeout_stops_the_job():
+    from launcher.jobs import prices, vertex_spec
+    from launcher.jobs.capacity import Capacity
+    body = {"jobSpec": {"workerPoolSpecs": vertex_spec.worker_pools("gpu"), "scheduling": {"timeout": "3600s"}}}
+    ceiling = prices.ceiling(body, "us-central1", Capacity())
+    short = prices.expected(body, "us-central1", Capacity(), 2.0, 10000, "runs/m1")
+    assert "the job's timeout of 1 h stops it at about step 1800" in short and "no model of 10000 steps" in short
+    assert "pass --timeout 7h" in short and ("expected: $%s," % prices.money(ceiling.dollars)) in short
+    enough = prices.expected(body, "us-central1", Capacity(), 0.2, 10000, "runs/m1")
+    assert enough.startswith("expected: $%s for 10000 steps" % prices.money(ceiling.dollars * 2000 / 3600))
+    assert "stops it" not in enough

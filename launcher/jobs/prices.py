@@ -17,6 +17,7 @@ Where the figures come from (read 2026-12-03):
   runs (Vertex AI, Overview of persistent resource).
 """
 import dataclasses
+import math
 
 from launcher.jobs import durations
 
@@ -113,13 +114,28 @@ def ceiling(body, region, capacity, hint="pass --timeout to lower this ceiling")
 
 
 def expected(body, region, capacity, seconds_per_step, steps, measured_in):
-    """The cost of ``steps`` at a step time measured by an earlier run with the same settings."""
+    """The cost of ``steps`` at a step time measured by an earlier run with the same settings; when
+    the job's timeout ends it sooner, the step it would be stopped at."""
     per_hour, _ = hourly(body, region, capacity.spot)
-    hours = seconds_per_step * steps / 3600.0
-    cost = "$%s" % money(per_hour * hours) if per_hour is not None and not capacity.persistent_resource else \
-        "unpriced"
-    return "expected: %s for %d steps (%.2f s a step, measured in %s: %s)" % (
-        cost, steps, seconds_per_step, measured_in, durations.words(max(60, int(hours * 3600))))
+    timeout = body["jobSpec"].get("scheduling", {}).get("timeout")
+    limit = int(timeout.rstrip("s")) if timeout else DEFAULT_TIMEOUT_SECONDS
+    seconds = min(seconds_per_step * steps, limit)
+    cost = "$%s" % money(per_hour * seconds / 3600.0) if per_hour is not None and not capacity.persistent_resource \
+        else "unpriced"
+    measured = "%.2f s a step, measured in %s" % (seconds_per_step, measured_in)
+    if seconds_per_step * steps > limit:
+        return ("expected: %s, and no model of %d steps: the job's timeout of %s stops it at about step %d (%s); "
+                "pass --timeout %s (its expected time and a tenth), or lower --max-steps" % (
+                    cost, steps, durations.words(limit), int(limit / seconds_per_step), measured,
+                    _enough(seconds_per_step * steps * 1.1)))
+    return "expected: %s for %d steps (%s: %s)" % (cost, steps, measured, durations.words(max(60, int(seconds))))
+
+
+def _enough(seconds):
+    """A --timeout of at least ``seconds``, rounded up to whole hours (or minutes under an hour)."""
+    if seconds > 3600:
+        return "%dh" % math.ceil(seconds / 3600.0)
+    return "%dm" % math.ceil(seconds / 60.0)
 
 
 def money(dollars):
