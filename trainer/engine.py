@@ -233,21 +233,24 @@ def checkpoint_at(model_dir, step):
     """The checkpoint prefix of ``step`` in ``model_dir`` (or its best/ folder), or None."""
     for folder in (model_dir, os.path.join(model_dir, BEST)):
         state = tf.train.get_checkpoint_state(folder) if tf.io.gfile.exists(folder) else None
-        for path in (state.all_model_checkpoint_paths if state else []):     # TF joins them to the folder
+        listed = list(state.all_model_checkpoint_paths) + [state.model_checkpoint_path] if state else []
+        for path in listed:     # TF joins them to the folder; a file of one model_checkpoint_path lists no others
             if step_of(path) == step:
                 return path
     return None
 
 
 def keep_best(model_dir, step, metric, value):
-    """Copy the checkpoint of ``step`` to MODEL_DIR/best/ if ``value`` beats the best so far (the
-    training keeps only its newest checkpoints). Returns whether it did."""
+    """Copy the checkpoint of ``step`` to MODEL_DIR/best/ if ``value`` beats the best so far, or
+    ties it at a later step (the model that learned longer; the training keeps only its newest
+    checkpoints). Returns whether it did."""
     best_dir = os.path.join(model_dir, BEST)
     record_path = os.path.join(best_dir, "best.json")
     if tf.io.gfile.exists(record_path):
         with tf.io.gfile.GFile(record_path) as f:
             record = json.load(f)
-        if record.get("metric") == metric and record.get("value", float("-inf")) >= value:
+        best, best_step = record.get("value", float("-inf")), int(record.get("step") or 0)
+        if record.get("metric") == metric and (best > value or (best == value and best_step >= step)):
             return False
     source = checkpoint_at(model_dir, step)
     if source is None:

@@ -180,8 +180,9 @@ def _copy_version(candidate_dir, production_dir, name, comparison):
             source = _join(candidate_dir, file_name)
             if fsutil.is_file(source):
                 fsutil.write_atomically(_join(target, file_name), fsutil.read_bytes(source))
-        fsutil.write_atomically(_join(target, "checkpoint"),
-                                ('model_checkpoint_path: "%s"\n' % checkpoint).encode())
+        fsutil.write_atomically(_join(target, "checkpoint"), ('model_checkpoint_path: "%s"\n'
+                                                              'all_model_checkpoint_paths: "%s"\n'
+                                                              % (checkpoint, checkpoint)).encode())
         fsutil.write_atomically(recorded, fsutil.json_bytes({"source": candidate_dir.rstrip("/"),
                                                              "checkpoint": checkpoint}))
         fsutil.write_atomically(_join(target, COMPLETE), b"")
