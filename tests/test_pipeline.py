@@ -142,6 +142,8 @@ def test_the_same_chain_twice_into_one_work_dir_keeps_each_run_and_the_productio
     pointer = json.loads((production / "production.json").read_text())
     assert pointer["current"]["name"] == "night-2" and pointer["previous"]["name"] == "night-1"
     assert pointer["current"]["source"] == str(second / "finetuned")
+    assert pointer["current"]["metrics"] == comparison["candidate_metrics"]      # as an automatic promotion records
+    assert pointer["current"]["compared"]["reason"] == comparison["reason"]
     before = (production / "production.json").read_text()
     code, out, err = run(*shlex.split(report["promote_command"])[3:])          # twice: nothing changes
     assert code == 0 and "nothing changed" in out

@@ -240,9 +240,8 @@ def draw_previews(examples, label_map, folder, columns=4, thumb_width=320):
     """One PNG per record with its boxes and class names, and a contact sheet of them all."""
     from PIL import Image, ImageDraw
 
+    from tfproc.palette import class_colour
     os.makedirs(folder, exist_ok=True)
-    colours = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-               (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212)]
     written, thumbs = [], []
     for index, example in enumerate(examples):
         # the stored pixel grid, as TensorFlow decodes it (no EXIF rotation), which the boxes refer to
@@ -252,7 +251,7 @@ def draw_previews(examples, label_map, folder, columns=4, thumb_width=320):
         line = max(2, width // 400)
         for label, xmin, ymin, xmax, ymax in zip(example["image/object/class/label"],
                                                  *(example["image/object/bbox/" + k] for k in ("xmin", "ymin", "xmax", "ymax"))):
-            colour = colours[label % len(colours)]
+            colour = class_colour(label)
             box = (xmin * width, ymin * height, xmax * width, ymax * height)
             draw.rectangle(box, outline=colour, width=line)
             text = "%d %s" % (label, label_map.get(label, "?"))

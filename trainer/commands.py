@@ -420,7 +420,8 @@ def _evaluate(dataset, model_dir, split, num_eval_images, output, which):
         metrics["classes_without_eval_boxes"] = without_boxes
     if curves or without_boxes:
         with tf_gfile_writer(os.path.join(out_dir, "pr_curves.png")) as f:
-            plots.precision_recall(curves, f, ap=metrics.get("per_class_AP") or {}, missing=without_boxes)
+            plots.precision_recall(curves, f, class_ids={n: i for i, n in data.names.items()},
+                                   missing=without_boxes)
     return metrics
 
 

@@ -5,8 +5,8 @@ import math
 
 from PIL import Image, ImageDraw
 
-COLOURS = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
-           (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (170, 110, 40), (128, 0, 0)]
+from tfproc.palette import COLOURS, class_colour
+
 INK, GRID, PAPER = (40, 40, 40), (225, 225, 225), (255, 255, 255)
 
 
@@ -67,6 +67,16 @@ class _Panel:
                 self.draw.ellipse((x - 2, y - 2, x + 2, y + 2), fill=colour)
         self.legend(label, colour)
 
+    def lines(self, series, dots=True):
+        """``[(label, xs, ys, colour)]``: series with the same values are drawn once, labelled
+        together ("A = B"), so that none hides another unsaid."""
+        groups = {}
+        for label, xs, ys, colour in series:
+            key = tuple((x, None if y is None or not math.isfinite(y) else round(y, 9)) for x, y in zip(xs, ys))
+            groups.setdefault(key, [label, xs, ys, colour, []])[4].append(label)
+        for _, xs, ys, colour, labels in groups.values():
+            self.line(xs, ys, colour, " = ".join(labels), dots)
+
     def legend(self, label, colour):
         left, top, right, _ = self.box
         y = top + 12 + 14 * self.slots
@@ -91,8 +101,8 @@ def learning_curve(history, path_or_file, best_metric="AP"):
     x_range = (min(steps + [0]), max(steps + [1]))
     top = _Panel(draw, (80, 40, 860, 320), x_range, (0.0, 1.0), "COCO metrics on the eval split", "step", "value",
                  integer_x=True)
-    for slot, key in enumerate(("AP", "AP50", "ARmax100")):
-        top.line(steps, [h.get(key) for h in history], COLOURS[slot], key)
+    top.lines([(key, steps, [h.get(key) for h in history], COLOURS[slot])
+               for slot, key in enumerate(("AP", "AP50", "ARmax100"))])
     scored = [h for h in history if isinstance(h.get(best_metric), (int, float)) and math.isfinite(h[best_metric])]
     if scored:
         best = max(scored, key=lambda h: h[best_metric])
@@ -101,26 +111,38 @@ def learning_curve(history, path_or_file, best_metric="AP"):
     values = [h[k] for h in history for k in keys if isinstance(h.get(k), (int, float)) and math.isfinite(h[k])]
     bottom = _Panel(draw, (80, 400, 860, 640), x_range, (0.0, max(values + [1e-6]) * 1.05), "losses", "step", "loss",
                     integer_x=True)
-    for slot, key in enumerate(keys):
-        label = "train loss" if key == "train_loss" else "eval " + key.replace("_", " ")
-        bottom.line(steps, [h.get(key) for h in history], COLOURS[slot + 3], label)
+    bottom.lines([("train loss" if key == "train_loss" else "eval " + key.replace("_", " "), steps,
+                   [h.get(key) for h in history], COLOURS[slot + 3]) for slot, key in enumerate(keys)])
     image.save(path_or_file, format="PNG")
 
 
-def precision_recall(curves, path_or_file, title="precision-recall at IoU 0.5, per class", ap=None, missing=()):
-    """``curves``: {class name: (recall points, precision points)}; ``ap``: {class name: AP} for the
-    legend; ``missing``: the classes with no box in the data, named below the plot."""
-    ap = ap or {}
+def precision_recall(curves, path_or_file, title="precision-recall at IoU 0.5, per class", class_ids=None, missing=()):
+    """``curves``: {class name: (recall points, precision points)}, each labelled with the AP of the
+    curve drawn (its mean precision over the recall points, as COCO's AP at IoU 0.5) and drawn in
+    its class's colour (``class_ids``: {class name: id}); ``missing``: the classes with no box in
+    the data, named below the plot."""
+    class_ids = class_ids or {}
     image = Image.new("RGB", (900, 640), PAPER)
     draw = ImageDraw.Draw(image)
     panel = _Panel(draw, (80, 40, 860, 560), (0.0, 1.0), (0.0, 1.0), title, "recall", "precision")
+    series = []
     for slot, (name, (recall, precision)) in enumerate(sorted(curves.items())):
-        label = "%s (AP %.3f)" % (name[:20], ap[name]) if name in ap else name[:28]
-        panel.line(recall, precision, COLOURS[slot % len(COLOURS)], label, dots=False)
+        ap50 = curve_ap(precision)
+        label = "%s (AP50 %.3f)" % (name[:20], ap50) if ap50 is not None else name[:28]
+        colour = class_colour(class_ids[name]) if name in class_ids else COLOURS[slot % len(COLOURS)]
+        series.append((label, recall, precision, colour))
+    panel.lines(series, dots=False)
     if missing:
         text = "no box of these classes in the data, so no curve: " + ", ".join(missing)
         draw.text((80, 600), text[:140], fill=INK)
     image.save(path_or_file, format="PNG")
+
+
+def curve_ap(precision):
+    """The AP of a drawn curve: its mean precision over the recall points where it has one (None
+    where pycocotools has -1), as pycocotools averages a class's precision at one IoU."""
+    drawn = [p for p in precision if p is not None]
+    return sum(drawn) / len(drawn) if drawn else None
 
 
 def _dashed_rectangle(draw, box, width, dash=6):
@@ -163,10 +185,6 @@ def draw_boxes(encoded, truth, predicted, names, thumb_width=320, caption=""):
     for row, text in enumerate(str(caption).split("\n")[:2]):
         tile_draw.text((2, height + 3 + 13 * row), text[:52], fill=INK)
     return tile
-
-
-def class_colour(label):
-    return COLOURS[int(label) % len(COLOURS)]
 
 
 def contact_sheet(thumbs, path_or_file, columns=4, names=None, gap=10):

@@ -105,6 +105,7 @@ def _schedule_leaderboard(arguments, schedule, project, region, pipeline_root, i
 def pipeline_promote(candidate, production, run_name, rollback):
     """Promote a candidate by hand (the command a manual pipeline's report names), or roll back."""
     from launcher.decide import production as production_lib
+    from launcher.decide import promotion
     from tfproc.output import OutputBusy
     try:
         if rollback:
@@ -115,7 +116,7 @@ def pipeline_promote(candidate, production, run_name, rollback):
         if not candidate:
             raise LauncherError("pass --candidate (or --rollback)", exit_code=2)
         name = run_name or production_lib.default_version_name(candidate)
-        pointer, changed = production_lib.promote(candidate, production, name)
+        pointer, changed = production_lib.promote(candidate, production, name, promotion.run_comparison(candidate))
     except production_lib.PromotionError as error:
         raise LauncherError(str(error))
     except OutputBusy as error:

@@ -44,6 +44,20 @@ def promote(comparison, candidate_dir, production_dir, mode="manual", folder="",
     return report
 
 
+def run_comparison(candidate_dir):
+    """The comparison a pipeline run made of ``candidate_dir`` (RUN_DIR/candidate or finetuned):
+    RUN_DIR/comparison.json, when RUN_DIR/promotion.json names this candidate; else None. A
+    promotion by hand then records the same metrics as an automatic one."""
+    folder = os.path.dirname(production_lib.normal_path(candidate_dir))
+    try:
+        report = fsutil.read_json_or_none(fsutil.join(folder, "promotion.json")) or {}
+        if production_lib.normal_path(report.get("candidate_dir") or "") != production_lib.normal_path(candidate_dir):
+            return None
+        return fsutil.read_json_or_none(fsutil.join(folder, "comparison.json"))
+    except (OSError, ValueError):
+        return None
+
+
 def install(candidate_dir, production_dir, comparison=None, run="manual"):
     """Make the candidate production, as version ``run``; returns the model's folder."""
     try:
