@@ -201,7 +201,7 @@ def export(model_dir, output, checkpoint, verbose):
 def predict(model_dir, dataset, output, split, max_images, min_score, checkpoint, verbose):
     """Run the model on a split's images: COCO-format detections (image_id, category_id, bbox in
     pixels as [x, y, width, height], score) and a contact sheet of the predictions (coloured, with
-    class and score) beside the ground truth (green)."""
+    class and score) beside the ground truth (a dashed black-and-white outline)."""
     from trainer import commands
     detections, sheet = commands.predict(dataset, model_dir, output, split, max_images, min_score, checkpoint,
                                          verbose=verbose)
