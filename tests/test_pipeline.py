@@ -259,11 +259,36 @@ def check_report(folder, production):
     print("report.html: %d bytes, %d pictures" % ((folder / "report.html").stat().st_size, len(page.sources)))
 
 
-def test_a_failed_local_run_names_its_step(tmp_path):
-    code, out, err = run("pipeline", "run", "--local", "--source", tmp_path / "nothing-here", "--work-dir",
-                         tmp_path / "work", "--run-id", "broken", *SMALL)
+def test_a_failed_local_run_names_its_step_and_resumes_only_with_its_own_settings(tmp_path):
+    first = ["pipeline", "run", "--local", "--source", tmp_path / "nothing-here", "--work-dir", tmp_path / "work",
+             "--run-id", "broken", *SMALL]
+    code, out, err = run(*first)
     assert code == 1
     assert "the pipeline failed at its convert step" in err and "does not exist" in err
+    folder = tmp_path / "work" / "runs" / "broken"
+    records = {p.name: p.read_bytes() for p in (folder / "steps").iterdir()}
+    code, out, err = run(*first, "--max-steps", 7, "--backbone", "resnet-18")
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert "run broken was started with other settings (backbone \"mobilenet\", now \"resnet-18\"; max-steps 4, " \
+           "now 7); the same command resumes it, another --run-id starts a new run" in err
+    assert {p.name: p.read_bytes() for p in (folder / "steps").iterdir()} == records      # untouched
+    code, out, err = run(*first)                    # the same command is the same run again
+    assert code == 1 and "the pipeline failed at its convert step" in err
+
+
+def test_a_resumed_run_shows_its_steps_as_they_happen_not_the_old_records(tmp_path):
+    from launcher.pipeline import local_run, runs
+    folder = str(tmp_path / "runs" / "r1")
+    for step, state in (("train", "failed"), ("evaluate", "succeeded"), ("promote", "succeeded")):
+        runs.record_step(folder, step, state)
+    said = []
+    watcher = local_run.StepWatcher(folder, said.append, interval=0.05)
+    watcher.start()
+    runs.record_step(folder, "train", "running")
+    runs.record_step(folder, "train", "succeeded")
+    watcher.stop()
+    assert [line.split("] ", 1)[1].split()[:2] for line in said] in ([["train", "succeeded"]],
+                                                                     [["train", "running"], ["train", "succeeded"]])
 
 
 def _candidate(folder, value):

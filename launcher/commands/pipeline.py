@@ -11,7 +11,7 @@ import click
 from launcher.commands import decide, pipeline_runs
 from launcher.commands.common import (capacity_from, capacity_options, check_metric, check_timeout, endpoint_option,
                                       require_extra)
-from launcher.errors import LauncherError, UsageError
+from launcher.errors import LauncherError, StepFailed, UsageError
 from launcher.jobs import jobspec, training
 
 
@@ -177,6 +177,10 @@ def run_pipeline(local, work_dir, project, region, pipeline_root, image, schedul
             if arguments[key] and "://" not in arguments[key]:
                 arguments[key] = os.path.abspath(arguments[key])
         folder = runs.run_dir(arguments["work_dir"], name)
+        try:
+            runs.keep_settings(folder, arguments)
+        except StepFailed as error:
+            raise UsageError(str(error))
         click.echo("run %s: %s" % (name, folder), err=True)
         if capacity != capacity_lib.Capacity() or kw["train_timeout"]:
             click.echo("note: --timeout, --spot, --reservation, --kms-key and the other capacity flags shape Vertex "

@@ -44,7 +44,9 @@ class StepWatcher:
         self._thread = threading.Thread(target=self._watch, name="steps", daemon=True)
 
     def start(self):
+        """Watch from now on: what earlier starts of the run recorded is not news."""
         self.began = time.time()
+        self.seen = {r["step"]: (r["state"], r.get("time")) for r in runs.step_records(self.folder)}
         self._thread.start()
 
     def stop(self):
@@ -58,8 +60,8 @@ class StepWatcher:
 
     def _poll(self):
         for record in sorted(runs.step_records(self.folder), key=lambda r: r.get("time", 0)):
-            if self.seen.get(record["step"]) == record["state"]:
+            if self.seen.get(record["step"]) == (record["state"], record.get("time")):
                 continue
-            self.seen[record["step"]] = record["state"]
+            self.seen[record["step"]] = (record["state"], record.get("time"))
             detail = " (%s)" % record["detail"] if record.get("detail") else ""
             self.say("[%5.0fs] %-9s %s%s" % (time.time() - self.began, record["step"], record["state"], detail))

@@ -1,6 +1,7 @@
 """A pipeline run's folder, ``WORK_DIR/runs/<run>/``, and the record each step leaves in it:
 ``RUN_DIR/steps/<step>.json`` says which step ran and how it ended, so that a failed run names its
 step and a local run can show its progress."""
+import json
 import re
 import time
 
@@ -8,6 +9,7 @@ from launcher.errors import StepFailed
 from tfproc import fsutil
 
 RUNS = "runs"
+SETTINGS = "run.json"       # what the run was started with, so that it resumes only as itself
 
 
 def run_name(given, job_name):
@@ -59,3 +61,29 @@ def recorded(folder, step, function, *args):
         raise
     record_step(folder, step, "succeeded")
     return result
+
+
+def keep_settings(folder, arguments):
+    """Record the run's settings at its first start (RUN_DIR/run.json); a later start of the same
+    run with other settings is refused (``StepFailed`` naming them) before anything runs, so that
+    a finished run's records are never touched by another run."""
+    path = fsutil.join(folder, SETTINGS)
+    recorded = fsutil.read_json_or_none(path)
+    if recorded is None:
+        fsutil.write_json(path, arguments)
+        return
+    asked = json_roundtrip(arguments)
+    different = sorted(key for key in set(recorded) | set(asked) if recorded.get(key) != asked.get(key))
+    if different:
+        raise StepFailed("run %s was started with other settings (%s); the same command resumes it, another "
+                         "--run-id starts a new run" % (folder.rstrip("/").rsplit("/", 1)[-1], "; ".join(
+                             "%s %s, now %s" % (key.replace("_", "-"), _shown(recorded.get(key)),
+                                                _shown(asked.get(key))) for key in different)))
+
+
+def json_roundtrip(value):
+    return json.loads(fsutil.json_bytes(value))
+
+
+def _shown(value):
+    return "unset" if value in (None, "") else json.dumps(value)
