@@ -263,3 +263,34 @@ def test_a_training_killed_like_a_preempted_spot_vm_resumes_from_its_newest_chec
                              work=work)
     assert code == 0 and "expected:" not in out
     assert "measured with other settings (train_batch_size: 4 there, 8 here)" in out
+
+
+def test_ctrl_c_on_a_local_pipeline_ends_its_running_step_and_records_it(work):
+    pytest.importorskip("kfp")
+    from tfproc import orphans
+    args = [sys.executable, "-m", "launcher", "pipeline", "run", "--local", "--source", "run", "--work-dir", "pipe",
+            "--run-id", "stopped", "--max-steps", "100000", "--train-steps-per-eval", "100000", "--backbone",
+            "mobilenet", "--fpn-type", "fpn", "--train-batch-size", "2", "--image-size", "128,128"]
+    launcher = subprocess.Popen(args, cwd=work, env=environment(work), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+    record = work / "pipe" / "runs" / "stopped" / "steps" / "train.json"
+    began = time.monotonic()
+    while time.monotonic() - began < 300 and not (record.exists() and '"running"' in record.read_text()):
+        assert launcher.poll() is None, launcher.communicate()
+        time.sleep(0.5)
+    time.sleep(3)                                   # the step is in TensorFlow now
+    run_processes = orphans.descendants(launcher.pid)
+    assert run_processes, "no step process"
+    launcher.send_signal(signal.SIGINT)             # the launcher alone, as a SIGTERM from a supervisor would
+    _, err = launcher.communicate(timeout=60)
+    assert launcher.returncode == 130, err
+    assert "interrupted: the running step was ended and recorded as interrupted; the same command resumes run " \
+           "stopped" in err
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not all(orphans.process_gone(pid) for pid in run_processes):
+        time.sleep(0.2)
+    left = [pid for pid in run_processes if not orphans.process_gone(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, "processes of the run were left running"
+    assert json.loads(record.read_text())["state"] == "interrupted"

@@ -40,3 +40,42 @@ def watch_main(interval=1.0, env=ENV):
         os._exit(1)
 
     threading.Thread(target=loop, daemon=True, name="tfproc-watch-main").start()
+
+
+def descendants(pid):
+    """Every living process below ``pid`` (children, theirs, ...), from /proc."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if fields[0] not in ("Z", "X"):
+                    parents.setdefault(int(fields[1]), []).append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def end_processes(pids, grace=5.0):
+    """SIGTERM to each of ``pids``, then SIGKILL to those still there after ``grace`` seconds."""
+    import signal
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and not all(process_gone(pid) for pid in pids):
+        time.sleep(0.1)
+    for pid in pids:
+        if not process_gone(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass

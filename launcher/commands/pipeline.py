@@ -4,6 +4,7 @@ their commands to it."""
 import json
 import os
 import re
+import sys
 import time
 
 import click
@@ -185,7 +186,12 @@ def run_pipeline(local, work_dir, project, region, pipeline_root, image, schedul
         if capacity != capacity_lib.Capacity() or kw["train_timeout"]:
             click.echo("note: --timeout, --spot, --reservation, --kms-key and the other capacity flags shape Vertex "
                        "AI jobs; this run trains here", err=True)
-        local_run.run_locally(os.path.join(arguments["work_dir"], "pipeline_root"), arguments, image, verbose)
+        try:
+            local_run.run_locally(os.path.join(arguments["work_dir"], "pipeline_root"), arguments, image, verbose)
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted: the running step was ended and recorded as interrupted; the same command "
+                       "resumes run %s" % name, err=True)
+            sys.exit(130)
         report = json.loads(open(os.path.join(folder, "promotion.json")).read())
         click.echo(_promotion_line(report))
         return

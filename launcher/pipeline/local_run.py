@@ -1,5 +1,7 @@
 """``pipeline run --local``: the pipeline with KFP's local runner in this environment, a line for
 each step as it starts and ends, and KFP's own output in RUN_DIR/pipeline.log."""
+import os
+import signal
 import threading
 import time
 
@@ -14,16 +16,23 @@ def run_locally(pipeline_root, arguments, image=DEFAULT_IMAGE, verbose=False):
     from kfp import local
 
     from tfproc import console
+    from trainer import container
     folder = runs.run_dir(arguments["work_dir"], arguments["run_name"])
     log = folder + "/pipeline.log"
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root, raise_on_error=True)
     watcher = StepWatcher(folder, console.say)
+    os.environ[container.LAUNCHER_PID] = str(os.getpid())      # each step ends with this process
+    previous = signal.signal(signal.SIGTERM, _interrupt) \
+        if threading.current_thread() is threading.main_thread() else None
     try:
         with console.quiet(verbose):
             console.keep_log_at(log)
             watcher.start()
             try:
                 return build(image)(**arguments)
+            except KeyboardInterrupt:
+                end_steps(folder)
+                raise
             finally:
                 watcher.stop()
     except RuntimeError:
@@ -32,6 +41,22 @@ def run_locally(pipeline_root, arguments, image=DEFAULT_IMAGE, verbose=False):
             raise LauncherError("the pipeline failed at its %s step: %s (KFP's log: %s)"
                                 % (failed["step"], failed["detail"], log))
         raise LauncherError("the pipeline failed before its first step; KFP's log: %s" % log)
+    finally:
+        os.environ.pop(container.LAUNCHER_PID, None)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def end_steps(folder, grace=5.0):
+    """Ctrl-C or SIGTERM: end every process the run started (its running step, and what that
+    started), then record the step as interrupted."""
+    from tfproc import orphans
+    orphans.end_processes(orphans.descendants(os.getpid()), grace)
+    runs.mark_interrupted(folder)
 
 
 class StepWatcher:

@@ -49,7 +49,11 @@ def failed_step(folder):
 
 
 def recorded(folder, step, function, *args):
-    """``function(*args)``, with RUN_DIR/steps/<step>.json saying it ran and how it ended."""
+    """``function(*args)``, with RUN_DIR/steps/<step>.json saying it ran and how it ended. A step of
+    a local run ends with its launcher, even one killed (the launcher's pid in the environment)."""
+    from tfproc import orphans
+    from trainer import container
+    orphans.watch_main(env=container.LAUNCHER_PID)
     record_step(folder, step, "running")
     try:
         result = function(*args)
@@ -61,6 +65,13 @@ def recorded(folder, step, function, *args):
         raise
     record_step(folder, step, "succeeded")
     return result
+
+
+def mark_interrupted(folder):
+    """The steps recorded as running, recorded as interrupted (their processes were ended)."""
+    for record in step_records(folder):
+        if record.get("state") == "running":
+            record_step(folder, record["step"], "interrupted", "the run was interrupted; the same command resumes it")
 
 
 def keep_settings(folder, arguments):
