@@ -3,6 +3,7 @@
 from tfproc import startup
 
 startup.exit_quietly_on_signals()     # before the imports below, which take seconds
+startup.require("apache_beam", "click")
 
 from tfproc.cli import main  # noqa: E402
 

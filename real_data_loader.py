@@ -4,6 +4,7 @@ import sys
 from tfproc import startup
 
 startup.exit_quietly_on_signals()     # before the imports below, which take seconds
+startup.require("apache_beam", "PIL")
 
 from tfproc.realdata import main  # noqa: E402
 

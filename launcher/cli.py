@@ -1,5 +1,6 @@
 """``python -m launcher``: Unity Simulation transfers, training jobs (Vertex AI, this machine and
 AI Platform) and the end-to-end pipeline; the commands live in ``launcher.commands``."""
+import os
 import sys
 
 import click
@@ -34,6 +35,7 @@ def main():
       python -m launcher train --backend vertex --project P --region R --dataset gs://.../output --job-dir gs://.../model
       python -m launcher logs JOB --backend vertex --project P --region R --follow
     """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")     # TensorFlow's C++ start-up lines, where it is imported
 
 
 for command in (transfer.transfer, transfer.transfer_status, jobs.train, jobs.status, jobs.wait, jobs.logs,

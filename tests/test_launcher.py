@@ -1,6 +1,9 @@
 """The launcher's real clients (requests, google-api-python-client, google-auth, google-cloud-storage)
 against fake services on 127.0.0.1."""
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -382,3 +385,15 @@ def test_logs_follow_pages_and_new_entries(google):
     assert listed[0]["resourceNames"] == ["projects/test-project"]
     assert listed[1]["pageToken"] == "p2"
     assert listed[2]["filter"].endswith('AND timestamp>="2026-11-21T10:00:02Z"')
+
+
+@pytest.mark.parametrize("entry, blocked", [("main.py", "apache_beam"), ("real_data_loader.py", "apache_beam"),
+                                            ("-m launcher", "googleapiclient"), ("-m trainer", "click")])
+def test_a_python_without_the_projects_packages_says_to_use_the_venv(entry, blocked):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    start = ("runpy.run_path(%r, run_name='__main__')" % entry if entry.endswith(".py") else
+             "runpy.run_module(%r, run_name='__main__', alter_sys=True)" % entry.split()[1])
+    code = "import runpy, sys; sys.modules[%r] = None; sys.argv = ['x', '--help']; %s" % (blocked, start)
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "%s is not installed in this Python" % blocked in done.stderr and ".venv/bin/python" in done.stderr

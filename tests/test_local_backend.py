@@ -48,9 +48,9 @@ def test_a_chief_and_a_worker_train_evaluate_every_image_once_and_export_once(wo
                              "--train-steps-per-eval", 3, *SMALL, "--params-override", EVERY_DETECTION, work=work)
     assert code == 0, out + err
     assert "local job mw_1: SUCCEEDED" in out
-    for replica in ("workerpool0-0", "workerpool1-0"):
-        assert "[%s] strategy multi_worker_mirrored with 2 replica(s)" % replica in out
-        assert "[%s] evaluation at step 6 on %d images" % (replica, eval_images(work)) in out
+    assert "[workerpool0-0] strategy multi_worker_mirrored with 2 replica(s)" in out
+    assert "[workerpool0-0] evaluation at step 6 on %d images" % eval_images(work) in out
+    assert "[workerpool1-0]" not in out              # the chief speaks; the worker says the same into the job's log
     assert out.count("exported the SavedModel") == 1 and "[workerpool0-0] exported" in out
     checkpoints = work / "runs" / "mw" / "checkpoints"            # AIP_CHECKPOINT_DIR
     metrics = json.loads((checkpoints / "metrics.json").read_text())
@@ -77,6 +77,9 @@ def test_a_chief_and_a_worker_train_evaluate_every_image_once_and_export_once(wo
     assert code == 0 and "job mw_1: SUCCEEDED" in out
     code, out, _ = command("launcher", "logs", "mw_1", "--backend", "local", work=work)
     assert code == 0 and "[workerpool1-0] training mobilenet" in out
+    for replica in ("workerpool0-0", "workerpool1-0"):
+        assert "[%s] strategy multi_worker_mirrored with 2 replica(s)" % replica in out
+        assert "[%s] evaluation at step 6 on %d images" % (replica, eval_images(work)) in out
     code, out, _ = command("launcher", "list", "--backend", "local", work=work)
     assert code == 0 and out.split()[0] == "mw_1"
 

@@ -13,6 +13,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MARKER = "<!-- quick path: tests/test_quickpath.py runs the next block as written -->"
+RUNS = "<!-- runs: tests/test_quickpath.py runs the next block as written"
 
 
 def quick_path_block():
@@ -20,6 +21,16 @@ def quick_path_block():
     assert MARKER in text, "README.md lost its quick path marker"
     match = re.search(r"```bash\n(.*?)```", text[text.index(MARKER):], re.S)
     return match.group(1)
+
+
+def marked_blocks():
+    """The README's other blocks this test runs, in their order: each after a RUNS marker."""
+    text = (ROOT / "README.md").read_text()
+    blocks, start = [], text.find(RUNS)
+    while start >= 0:
+        blocks.append(re.search(r"```bash\n(.*?)```", text[start:], re.S).group(1))
+        start = text.find(RUNS, start + 1)
+    return blocks
 
 
 def first_command():
@@ -71,6 +82,30 @@ def test_the_readme_quick_path_runs_as_written(tmp_path):
         assert line in printed
     assert "WARNING" not in printed and "Traceback" not in printed
     assert len(printed.splitlines()) < 60, printed
+
+    # then the README's other blocks on the sample, as a user with .venv activated pastes them
+    env = dict(os.environ, PATH="%s:%s" % (work / ".venv" / "bin", os.environ.get("PATH", "")))
+    env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
+    env["SYNTHDET_LOCAL_JOBS"] = str(work / "local-jobs")
+    outputs = []
+    for block in marked_blocks():
+        began = time.monotonic()
+        done = subprocess.run(["bash", "-e", "-c", block], cwd=work, capture_output=True, text=True, timeout=900,
+                              stdin=subprocess.DEVNULL, env=env)
+        printed = done.stdout + done.stderr
+        assert done.returncode == 0, block + printed
+        assert "Traceback" not in printed and "WARNING" not in printed, printed
+        print("%.0f s: %s" % (time.monotonic() - began, block.splitlines()[0]))
+        outputs.append(printed)
+    local_job, pipeline, inspected = outputs
+    assert "local job try_1: SUCCEEDED" in local_job and "job try_1: SUCCEEDED" in local_job
+    assert local_job.count("] evaluation at step 10") == 1          # the chief speaks, the worker does not
+    for line in ("transfer  succeeded", "train     step 40/40", "train     evaluation at step 40 on",
+                 "promote   succeeded", "promoted the candidate to %s" % (work / "runs" / "pipe" / "production")):
+        assert line in pipeline, pipeline
+    assert "I tensorflow" not in pipeline and "oneDNN" not in pipeline
+    assert json.loads((work / "runs/pipe/runs/first/steps/train.json").read_text())["state"] == "succeeded"
+    assert (work / "sample" / "preview" / "contact_sheet.png").exists() and inspected
 
 
 def test_run_sample_asks_before_deleting_a_folder_it_did_not_make(tmp_path):

@@ -454,7 +454,7 @@ def test_a_command_whose_extra_is_missing_says_which(tmp_path):
                "'p.yaml']; from launcher.cli import main; main()")
     done = subprocess.run([sys.executable, "-c", blocked], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert 'this needs the "pipeline" extra (kfp is not installed): pip install -e ".[pipeline]"' in done.stderr
+    assert 'this needs the "pipeline" extra (kfp is not installed): bash scripts/install.sh pipeline' in done.stderr
     blocked = ("import sys; sys.modules['official'] = None; sys.argv = ['trainer', 'export', '--model-dir', 'm']; "
                "from trainer.cli import main; main()")
     done = subprocess.run([sys.executable, "-c", blocked], cwd=tmp_path, capture_output=True, text=True)

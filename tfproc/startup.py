@@ -29,3 +29,21 @@ def exit_now(code):
         except (OSError, ValueError):       # a closed pipe: nothing more can be said
             pass
     os._exit(code if isinstance(code, int) else 0 if code is None else 1)
+
+
+def require(*modules):
+    """One line and exit 2 when this Python lacks what the command needs: the usual cause is the
+    system's Python instead of the project's environment."""
+    import importlib.util
+
+    def absent(name):
+        try:
+            return importlib.util.find_spec(name) is None
+        except ValueError:          # sys.modules[name] is None: blocked
+            return True
+    missing = [name for name in modules if absent(name)]
+    if missing:
+        sys.stderr.write("error: %s is not installed in this Python (%s): run the project's commands with "
+                         ".venv/bin/python, or `source .venv/bin/activate` first (bash scripts/install.sh makes "
+                         ".venv)\n" % (", ".join(missing), sys.executable))
+        sys.exit(2)

@@ -28,14 +28,29 @@ def _guarded(command):
             except ValueError:          # sys.modules[module] is None: blocked
                 missing = True
             if missing:
-                raise UserError('the trainer needs the "train" extra (%s is not installed): pip install -e ".[train]"'
-                                % module)
+                raise UserError('the trainer needs the "train" extra (%s is not installed): bash scripts/install.sh '
+                                'train (into .venv; run the commands with .venv/bin/python)' % module)
+        _check_local_paths(command.__name__, kwargs)
         from trainer.commands import TrainerError
         try:
             return command(*args, **kwargs)
         except TrainerError as error:
             raise UserError(str(error))
     return wrapper
+
+
+def _check_local_paths(name, options):
+    """The checks a local path needs, made before TensorFlow is imported (which takes seconds); the
+    commands make them again, and for gs:// paths, themselves."""
+    dataset = (options.get("dataset") or "").rstrip("/")
+    if dataset and "://" not in dataset and not all(
+            os.path.isfile(os.path.join(dataset, name_)) for name_ in ("summary.json", "label_map.pbtxt")):
+        raise UserError("%s is not a complete conversion output (no summary.json or label_map.pbtxt); pass the "
+                        "--output folder of `python main.py` or `real_data_loader.py`" % dataset)
+    model_dir = (options.get("model_dir") or "").rstrip("/")
+    if name != "train" and model_dir and "://" not in model_dir and not os.path.isfile(
+            os.path.join(model_dir, "params.yaml")):
+        raise UserError("%s has no params.yaml: train a model into it first (python -m trainer train)" % model_dir)
 
 
 def _verbose_option(command):

@@ -26,5 +26,9 @@ def parse(text, where):
 def differences(measured, asked):
     """``["machine_type: g2-standard-8 there, a2-highgpu-1g here", ...]``; a setting the request
     leaves to the trainer (e.g. the image size, from the dataset) is not compared."""
-    return ["%s: %s there, %s here" % (key, measured.get(key), asked[key])
+    return ["%s: %s there, %s here" % (key, _shown(measured.get(key)), _shown(asked[key]))
             for key in COMPARED if key in asked and measured.get(key) != asked[key]]
+
+
+def _shown(value):
+    return "none" if value in (None, "") else value

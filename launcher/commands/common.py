@@ -119,5 +119,5 @@ def require_extra(module, extra):
     try:
         importlib.import_module(module)
     except ImportError:
-        raise UsageError('this needs the "%s" extra (%s is not installed): pip install -e ".[%s]"'
-                         % (extra, module, extra))
+        raise UsageError('this needs the "%s" extra (%s is not installed): bash scripts/install.sh %s (into '
+                         '.venv; run the commands with .venv/bin/python)' % (extra, module, extra))

@@ -64,6 +64,9 @@ def _pipeline_parameter_options(command):
         click.option("--metric", default="", callback=check_metric, help="what decides, e.g. real.AP (default: real.AP with --real-dataset, else synthetic.AP)"),
         click.option("--backbone", default="resnet-50", show_default=True,
                      type=click.Choice(["resnet-50", "resnet-18", "mobilenet"])),
+        click.option("--model-size", default="full", show_default=True, type=click.Choice(["full", "small"]),
+                     help="the trainer's --model-size (small: a thin MobileNetV2 detector that trains in minutes on "
+                          "a CPU; needs --backbone mobilenet --fpn-type fpn)"),
         click.option("--init-from", default="", type=click.Choice(["", "production"]), metavar="production",
                      help="production: start the candidate from the current production model's whole network "
                           "(seed 004); with none yet, from --init-checkpoint"),
@@ -100,7 +103,7 @@ def _pipeline_parameter_options(command):
 def _arguments(kw, work_dir, backend, project, region, image, run_name=""):
     values = {key: kw[key] for key in ("source", "run_definition_id", "run_execution_id", "bucket", "usim_token_secret",
                                        "eval_pct", "real_dataset", "finetune_dataset", "metric", "backbone",
-                                       "params_override", "accelerator", "image_size", "promote_mode",
+                                       "model_size", "params_override", "accelerator", "image_size", "promote_mode",
                                        "init_checkpoint", "min_improvement", "init_from", "train_timeout")}
     values.update({name: kw[name] for name in jobspec.HYPERPARAMETERS if name != "image_size"})
     values.update(work_dir=work_dir.rstrip("/"), backend=backend, project=project or "", region=region,
@@ -109,8 +112,12 @@ def _arguments(kw, work_dir, backend, project, region, image, run_name=""):
                   finetune_steps=kw["finetune_steps"] if kw["finetune_dataset"] else 0)
     if not values["source"] and not (values["run_execution_id"] and values["bucket"]):
         raise LauncherError("pass --source, or --run-definition-id, --run-execution-id and --bucket", exit_code=2)
+    from trainer import config as trainer_config
+    try:
+        trainer_config.check_model_size(values["model_size"], values["backbone"], values["fpn_type"])
+    except trainer_config.ConfigError as error:
+        raise UsageError(str(error))
     if values["params_override"]:
-        from trainer import config as trainer_config
         try:
             parsed = trainer_config.parse_override(values["params_override"])
             trainer_config.check_overrides([parsed])

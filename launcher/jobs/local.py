@@ -12,6 +12,7 @@ Jobs are recorded under ``SYNTHDET_LOCAL_JOBS`` (default ``~/.synthdet/local-job
 ``job.json`` (the body, state, times, exit codes) and ``log.jsonl`` (every replica's lines), so
 ``status``, ``logs``, ``list`` and ``cancel`` work as for Vertex jobs.
 """
+import collections
 import datetime
 import json
 import os
@@ -29,6 +30,8 @@ from trainer import container
 
 POOL_TASK_TYPES = ("chief", "worker", "ps", "evaluator")     # TF_CONFIG's names for pools 0..3, as Vertex sets them
 GRACE_SECONDS = 10
+CHIEF = "workerpool0-0"     # the replica whose lines the screen shows (`launcher logs` has every replica's)
+TAIL_LINES = 20             # a failed worker's last lines, shown after the job
 
 
 def jobs_root():
@@ -157,14 +160,22 @@ class LocalBackend(training.Backend):
         log = open(os.path.join(folder, "log.jsonl"), "a")
         replicas = []
 
+        last_lines = {}
+
         def pump(name, stream):
+            """Every replica's lines go to the job's log; only the chief's reach the screen (the others
+            say the same), and a worker's last lines if it fails."""
+            last_lines[name] = tail = collections.deque(maxlen=TAIL_LINES)
             for raw in iter(stream.readline, b""):
                 text = raw.decode("utf-8", "replace").rstrip("\n")
                 with log_lock:
                     log.write(json.dumps({"timestamp": _now(), "severity": "INFO", "textPayload": text,
                                           "labels": {"replica": name}}) + "\n")
                     log.flush()
-                    on_line("[%s] %s" % (name, text))
+                    if name == CHIEF:
+                        on_line("[%s] %s" % (name, text))
+                    else:
+                        tail.append(text)
 
         cancelled, stopping = [], []
 
@@ -222,6 +233,9 @@ class LocalBackend(training.Backend):
                 signal.signal(sig, handler)
             log.close()
         record["exitCodes"] = {name: process.returncode for name, process, _ in replicas}
+        if failed and failed[0] != CHIEF and not cancelled:
+            for text in last_lines.get(failed[0], ()):
+                on_line("[%s] %s" % (failed[0], text))
         if cancelled:
             record.update(state="CANCELLED", error="cancelled (signal %d)" % cancelled[0])
         elif failed:

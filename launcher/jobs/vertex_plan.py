@@ -173,7 +173,7 @@ def build_plan(request, project, region, local=False, dry_run=False):
         overrides = [trainer_config.parse_override(text) for text in request.params_overrides]
         if overrides and not trainer_config.check_overrides(overrides):
             unchecked.append("--params-override: the trainer extra is not installed here, so Model Garden could not "
-                             "check the keys (pip install -e \".[train]\")")
+                             "check the keys (bash scripts/install.sh train)")
     except trainer_config.ConfigError as error:
         raise UsageError(str(error))
     if request.worker_pool_spec_file:

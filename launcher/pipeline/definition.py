@@ -41,8 +41,8 @@ def build(image=DEFAULT_IMAGE):
     def train(dataset: str, backend: str, project: str, region: str, accelerator: str, image: str,
               max_steps: int, train_batch_size: int, num_eval_images: int, train_steps_per_eval: int,
               warmup_learning_rate: float, warmup_steps: int, initial_learning_rate: float, image_size: str,
-              fpn_type: str, aug_scale_min: float, aug_scale_max: float, backbone: str, params_override: str,
-              init_checkpoint: str, init_from: str, production_dir: str, capacity: str, train_timeout: str,
+              fpn_type: str, aug_scale_min: float, aug_scale_max: float, backbone: str, model_size: str,
+              params_override: str, init_checkpoint: str, init_from: str, production_dir: str, capacity: str, train_timeout: str,
               service_account: str, network: str, work_dir: str, run_name: str, job_name: str) -> str:
         from launcher.pipeline import runs, steps
         from launcher.pipeline.settings import TrainSettings
@@ -50,7 +50,8 @@ def build(image=DEFAULT_IMAGE):
         folder = runs.run_dir(work_dir, name)
         settings = TrainSettings(max_steps, train_batch_size, num_eval_images, train_steps_per_eval,
                                  warmup_learning_rate, warmup_steps, initial_learning_rate, image_size, fpn_type,
-                                 aug_scale_min, aug_scale_max, backbone, params_override, init_checkpoint)
+                                 aug_scale_min, aug_scale_max, backbone, params_override, init_checkpoint,
+                                 model_size)
         options = steps.starting_point(settings.trainer_options(), init_from, production_dir)
         return runs.recorded(folder, "train", steps.train_candidate, dataset, folder + "/candidate", options,
                              backend, project, region, image, accelerator, steps.vertex_job_id(name), capacity,
@@ -59,14 +60,14 @@ def build(image=DEFAULT_IMAGE):
     @component
     def finetune(model_dir: str, finetune_dataset: str, finetune_steps: int, backend: str, project: str,
                  region: str, accelerator: str, image: str, train_batch_size: int, num_eval_images: int,
-                 image_size: str, fpn_type: str, backbone: str, params_override: str, capacity: str,
+                 image_size: str, fpn_type: str, backbone: str, model_size: str, params_override: str, capacity: str,
                  train_timeout: str, service_account: str, network: str, work_dir: str, run_name: str,
                  job_name: str) -> str:
         from launcher.pipeline import runs, steps
         from launcher.pipeline.settings import TrainSettings
         name = runs.run_name(run_name, job_name)
         settings = TrainSettings(train_batch_size=train_batch_size, num_eval_images=num_eval_images,
-                                 image_size=image_size, fpn_type=fpn_type, backbone=backbone,
+                                 image_size=image_size, fpn_type=fpn_type, backbone=backbone, model_size=model_size,
                                  params_override=params_override).finetuning(finetune_steps)
         return steps.finetune(runs.run_dir(work_dir, name), name, model_dir, finetune_dataset,
                               settings.trainer_options(), backend, project, region, image, accelerator, capacity,
@@ -131,7 +132,8 @@ def build(image=DEFAULT_IMAGE):
                  warmup_learning_rate: float = hp["warmup_learning_rate"], warmup_steps: int = hp["warmup_steps"],
                  initial_learning_rate: float = hp["initial_learning_rate"], image_size: str = "",
                  fpn_type: str = hp["fpn_type"], aug_scale_min: float = hp["aug_scale_min"],
-                 aug_scale_max: float = hp["aug_scale_max"], backbone: str = "resnet-50", params_override: str = "",
+                 aug_scale_max: float = hp["aug_scale_max"], backbone: str = "resnet-50", model_size: str = "full",
+                 params_override: str = "",
                  init_checkpoint: str = "", metric: str = "", promote_mode: str = "manual", image: str = image,
                  run_name: str = "", capacity: str = "{}", min_improvement: float = 0.0, init_from: str = "",
                  train_timeout: str = "", service_account: str = "", network: str = ""):
@@ -147,14 +149,15 @@ def build(image=DEFAULT_IMAGE):
                           train_steps_per_eval=train_steps_per_eval, warmup_learning_rate=warmup_learning_rate,
                           warmup_steps=warmup_steps, initial_learning_rate=initial_learning_rate,
                           image_size=image_size, fpn_type=fpn_type, aug_scale_min=aug_scale_min,
-                          aug_scale_max=aug_scale_max, backbone=backbone, params_override=params_override,
+                          aug_scale_max=aug_scale_max, backbone=backbone, model_size=model_size,
+                          params_override=params_override,
                           init_checkpoint=init_checkpoint, init_from=init_from, production_dir=production_dir,
                           capacity=capacity, train_timeout=train_timeout, service_account=service_account,
                           network=network, **run).set_display_name("train")
         tuned = finetune(model_dir=candidate.output, finetune_dataset=finetune_dataset, finetune_steps=finetune_steps,
                          backend=backend, project=project, region=region, accelerator=accelerator, image=image,
                          train_batch_size=train_batch_size, num_eval_images=num_eval_images, image_size=image_size,
-                         fpn_type=fpn_type, backbone=backbone, params_override=params_override,
+                         fpn_type=fpn_type, backbone=backbone, model_size=model_size, params_override=params_override,
                          capacity=capacity, train_timeout=train_timeout, service_account=service_account,
                          network=network, **run).set_display_name("finetune")
         scored = evaluate(model_dir=tuned.output, dataset=converted.output, real_dataset=real_dataset,

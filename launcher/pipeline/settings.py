@@ -24,12 +24,13 @@ class TrainSettings:
     backbone: str = ""
     params_override: str = ""           # YAML or JSON for Model Garden
     init_checkpoint: str = ""           # where the backbone starts
+    model_size: str = ""                # full (the trainer's default) or small
 
     def trainer_options(self):
         """The settings given, as ``trainer.commands.train`` keyword arguments."""
         options = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
                    if field.name != "params_override"}
-        options = {key: value for key, value in options.items() if value not in (0, 0.0, "", None)}
+        options = {key: value for key, value in options.items() if value not in (0, 0.0, "", None, "full")}
         if self.params_override:
             options["params_overrides"] = [self.params_override]
         return options
@@ -40,4 +41,4 @@ class TrainSettings:
         return TrainSettings(max_steps=steps, train_batch_size=self.train_batch_size,
                              num_eval_images=self.num_eval_images, train_steps_per_eval=steps,
                              image_size=self.image_size, fpn_type=self.fpn_type, backbone=self.backbone,
-                             params_override=self.params_override)
+                             params_override=self.params_override, model_size=self.model_size)

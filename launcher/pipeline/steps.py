@@ -203,6 +203,7 @@ def train_on_vertex(dataset, job_dir, options, project, region, image, accelerat
     request = training.TrainRequest(
         job_id=job_id or "synthdet_pipeline_%s" % time.strftime("%Y%m%d_%H%M%S"), job_dir=job_dir.rstrip("/"),
         dataset=dataset, accelerator=accelerator, image=image, backbone=options.pop("backbone", "resnet-50"),
+        model_size=options.pop("model_size", "full"),
         init_checkpoint=options.pop("init_checkpoint", "") or "", init_from=options.pop("init_from", "") or "",
         params_overrides=tuple(options.pop("params_overrides", ())), hyperparameters=options, timeout=timeout or "",
         service_account=service_account or "", network=network or "")
