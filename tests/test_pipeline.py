@@ -595,3 +595,25 @@ def test_the_vertex_train_step_re_attaches_and_a_cancelled_pipeline_cancels_its_
         steps.train_on_vertex(dataset, job_dir("pipe2"), {"max_steps": 9}, PROJECT, "us-central1", IMAGE,
                               job_id=job_id, poll_seconds=0.05)
     assert len(google.calls("POST", JOBS)) == 1 and len(fake.jobs) == 1
+
+
+def test_the_train_step_says_its_starting_point_and_names_a_damaged_pointer(tmp_path):
+    from launcher.decide import production as production_lib
+    from launcher.errors import StepFailed
+    from launcher.pipeline import runs, steps
+    folder, prod = str(tmp_path / "runs" / "r2"), tmp_path / "prod"
+    production_lib.promote(_candidate(tmp_path / "old", 0.4), str(prod), "r1")
+    with pytest.raises(StepFailed, match="backend must be local or vertex"):
+        runs.recorded(folder, "train", steps.train_from, folder, "unused", {"max_steps": 4}, "production", str(prod),
+                      "nowhere", "", "", "", "cpu", "job")
+    records = {r["step"]: r for r in runs.step_records(folder)}
+    assert records["train"]["state"] == "failed"
+    options, said = steps.starting_point({"max_steps": 4, "init_checkpoint": "imagenet"}, "production", str(prod))
+    assert said == "the candidate starts from the production model %s (its whole network)" % (prod / "models" / "r1")
+    assert options == {"max_steps": 4, "init_from": str(prod / "models" / "r1")}
+    (prod / "production.json").write_text("{cut")
+    with pytest.raises(StepFailed, match=r"--init-from production: .*production.json is not valid JSON"):
+        runs.recorded(folder, "train", steps.train_from, folder, "unused", {}, "production", str(prod), "local", "",
+                      "", "", "cpu", "job")
+    record = {r["step"]: r for r in runs.step_records(folder)}["train"]
+    assert record["state"] == "failed" and "production.json is not valid JSON" in record["detail"]

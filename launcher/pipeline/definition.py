@@ -42,8 +42,9 @@ def build(image=DEFAULT_IMAGE):
               max_steps: int, train_batch_size: int, num_eval_images: int, train_steps_per_eval: int,
               warmup_learning_rate: float, warmup_steps: int, initial_learning_rate: float, image_size: str,
               fpn_type: str, aug_scale_min: float, aug_scale_max: float, backbone: str, model_size: str,
-              params_override: str, init_checkpoint: str, init_from: str, production_dir: str, capacity: str, train_timeout: str,
-              service_account: str, network: str, work_dir: str, run_name: str, job_name: str) -> str:
+              params_override: str, init_checkpoint: str, init_from: str, production_dir: str, capacity: str,
+              train_timeout: str, service_account: str, network: str, work_dir: str, run_name: str,
+              job_name: str) -> str:
         from launcher.pipeline import runs, steps
         from launcher.pipeline.settings import TrainSettings
         name = runs.run_name(run_name, job_name)
@@ -52,10 +53,9 @@ def build(image=DEFAULT_IMAGE):
                                  warmup_learning_rate, warmup_steps, initial_learning_rate, image_size, fpn_type,
                                  aug_scale_min, aug_scale_max, backbone, params_override, init_checkpoint,
                                  model_size)
-        options = steps.starting_point(settings.trainer_options(), init_from, production_dir)
-        return runs.recorded(folder, "train", steps.train_candidate, dataset, folder + "/candidate", options,
-                             backend, project, region, image, accelerator, steps.vertex_job_id(name), capacity,
-                             train_timeout, service_account, network)
+        return runs.recorded(folder, "train", steps.train_from, folder, dataset, settings.trainer_options(), init_from,
+                             production_dir, backend, project, region, image, accelerator, steps.vertex_job_id(name),
+                             capacity, train_timeout, service_account, network)
 
     @component
     def finetune(model_dir: str, finetune_dataset: str, finetune_steps: int, backend: str, project: str,

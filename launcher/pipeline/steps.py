@@ -20,22 +20,36 @@ from tfproc import fsutil
 
 def starting_point(options, init_from, production_dir):
     """The training options with ``init_from`` "production": the current production model's whole
-    network, or, with no production model yet, ``--init-checkpoint`` as before (both said)."""
-    from tfproc import console
+    network, or, with no production model yet, ``--init-checkpoint`` as before; and the sentence
+    that says which."""
     if init_from not in ("", "production"):
         raise StepFailed("init_from must be production or empty, got %r" % init_from)
     if not init_from:
-        return options
-    model = production_lib.current_model(production_dir)
+        return options, ""
+    try:
+        model = production_lib.current_model(production_dir)
+    except production_lib.PromotionError as error:
+        raise StepFailed("--init-from production: %s" % error)
     if model is None:
-        console.say("no production model in %s yet: the candidate starts from %s instead" % (
+        return options, "no production model in %s yet: the candidate starts from %s instead" % (
             production_dir, "--init-checkpoint %s" % options["init_checkpoint"] if options.get("init_checkpoint")
-            else "the default of --init-checkpoint"))
-        return options
-    console.say("the candidate starts from the production model %s (its whole network)" % model)
+            else "the default of --init-checkpoint")
     options = dict(options, init_from=model)
     options.pop("init_checkpoint", None)
-    return options
+    return options, "the candidate starts from the production model %s (its whole network)" % model
+
+
+def train_from(folder, dataset, options, init_from, production_dir, backend, project, region, image, accelerator,
+               job_id, capacity="{}", timeout="", service_account="", network=""):
+    """The train step of the run in ``folder``: its starting point (said in the step's record, so
+    that the run's own lines show it), then the training into RUN_DIR/candidate."""
+    from tfproc import console
+    options, said = starting_point(options, init_from, production_dir)
+    if said:
+        console.say(said)
+        record_step(folder, "train", "running", said)
+    return train_candidate(dataset, fsutil.join(folder, "candidate"), options, backend, project, region, image,
+                           accelerator, job_id, capacity, timeout, service_account, network)
 
 
 def train_candidate(dataset, model_dir, options, backend, project, region, image, accelerator, job_id, capacity="{}",
