@@ -42,3 +42,26 @@ def test_a_checkpoint_file_naming_one_checkpoint_is_found_by_its_step(tmp_path):
     _checkpoints(version, [4], listed=False)
     assert engine.checkpoint_at(str(version), 4) == str(version / "ckpt-4")
     assert engine.checkpoint_at(str(version), 5) is None
+
+
+def test_a_score_is_reused_for_the_same_weights_only_not_the_same_folder_and_step(tmp_path):
+    import tensorflow as tf
+
+    from launcher.decide import leaderboard
+    from trainer import engine
+    model = tmp_path / "m"
+    _checkpoints(model, [4])
+    first = engine.checkpoint_digest(str(model / "ckpt-4"))
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    (scores / "metrics.json").write_text(json.dumps({"dataset": "d", "split": "eval", "step": 4, "AP": 0.5,
+                                                     "checkpoint_digest": first}))
+    (scores / "matches.json").write_text("{}")
+    assert leaderboard.scored_before([str(scores)], "d", "eval", first)["AP"] == 0.5
+    # the folder trained again to the same step: other weights, another digest, no reuse
+    tf.train.Checkpoint(global_step=tf.Variable(4, dtype=tf.int64), weights=tf.Variable(-1.0)).write(
+        str(model / "ckpt-4"))
+    again = engine.checkpoint_digest(str(model / "ckpt-4"))
+    assert again != first and engine.step_of(str(model / "ckpt-4")) == 4
+    assert leaderboard.scored_before([str(scores)], "d", "eval", again) is None
+    assert leaderboard.scored_before([str(scores)], "other", "eval", first) is None

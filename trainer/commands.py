@@ -407,7 +407,8 @@ def _evaluate(dataset, model_dir, split, num_eval_images, output, which):
         logs = engine.evaluate_checkpoint(params, scratch)
     tf.io.gfile.rmtree(scratch)
     metrics = dict(engine.plain_metrics(logs, data.names), step=engine.step_of(checkpoint), dataset=data.path,
-                   split=split, checkpoint=checkpoint, images=engine.images_scored() or count)
+                   split=split, checkpoint=checkpoint, checkpoint_digest=engine.checkpoint_digest(checkpoint),
+                   images=engine.images_scored() or count)
     metrics["path"] = os.path.join(out_dir, engine.METRICS)
     engine.write_metrics(metrics["path"], {k: v for k, v in metrics.items() if k != "path"})
     table = engine.last_match_table()

@@ -462,6 +462,14 @@ def damaged_checkpoint(checkpoint):
     return None
 
 
+def checkpoint_digest(checkpoint):
+    """What names a checkpoint's weights, whatever its folder and step: the SHA-1 of its index
+    file, which holds every variable's checksum."""
+    import hashlib
+    with tf.io.gfile.GFile(checkpoint + ".index", "rb") as f:
+        return hashlib.sha1(f.read()).hexdigest()
+
+
 def step_of(checkpoint):
     name = "global_step/.ATTRIBUTES/VARIABLE_VALUE"
     return int(tf.train.load_variable(checkpoint, name)) if _has_variable(checkpoint, name) else 0

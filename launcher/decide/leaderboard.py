@@ -67,24 +67,34 @@ def _modified(path):
         return 0.0
 
 
-def score(model_dir, identity, dataset, scores_root, name):
+def scored_before(folders, dataset, split, digest):
+    """The metrics (with their matches) of the first of ``folders`` that scored the weights named
+    ``digest`` on that split of ``dataset``, or None."""
+    for folder in folders:
+        metrics = fsutil.read_json_or_none(fsutil.join(folder, "metrics.json"))
+        if metrics and metrics.get("dataset") == dataset and metrics.get("split") == split and \
+                metrics.get("checkpoint_digest") == digest and fsutil.is_file(fsutil.join(folder, cocoap.MATCHES)):
+            return dict(metrics, matches=fsutil.join(folder, cocoap.MATCHES))
+    return None
+
+
+def score(model_dir, dataset, scores_root, name):
     """COCO scores and matches of ``model_dir``'s best checkpoint (else its newest) on ``dataset``.
-    ``identity`` names the weights: a model dir, or for a production model the candidate it was
-    promoted from. Reused when those weights were scored on that data before: under SCORES_ROOT,
-    or by the run's own evaluate step."""
+    Reused when the same weights (``engine.checkpoint_digest``: a folder trained again to the same
+    step holds other weights) were scored on that data before: under SCORES_ROOT, or by the run's
+    own evaluate step."""
     from trainer import commands, engine
     checkpoint = engine.choose_checkpoint(model_dir, "best") or engine.choose_checkpoint(model_dir, "latest")
     if not checkpoint:
         raise StepFailed("%s holds no checkpoint" % model_dir)
-    step, split = engine.step_of(checkpoint), split_with_images(dataset)
-    key = hashlib.sha1(("%s\n%d\n%s\n%s" % (identity, step, dataset, split)).encode()).hexdigest()[:16]
+    step, split, digest = engine.step_of(checkpoint), split_with_images(dataset), engine.checkpoint_digest(checkpoint)
+    key = hashlib.sha1(("%s\n%s\n%s" % (digest, dataset, split)).encode()).hexdigest()[:16]
     out = fsutil.join(scores_root, key)
-    for folder in (out, fsutil.join(model_dir, "eval_synthetic"), fsutil.join(model_dir, "eval_real")):
-        metrics = fsutil.read_json_or_none(fsutil.join(folder, "metrics.json"))
-        if metrics and metrics.get("dataset") == dataset and metrics.get("split") == split and \
-                metrics.get("step") == step and fsutil.is_file(fsutil.join(folder, cocoap.MATCHES)):
-            console.say("  %s on %s: scored before (%s)" % (name, dataset, folder))
-            return dict(metrics, matches=fsutil.join(folder, cocoap.MATCHES))
+    before = scored_before((out, fsutil.join(model_dir, "eval_synthetic"), fsutil.join(model_dir, "eval_real")),
+                           dataset, split, digest)
+    if before:
+        console.say("  %s on %s: scored before (%s)" % (name, dataset, os.path.dirname(before["matches"])))
+        return before
     console.say("  %s on %s: scoring the checkpoint of step %d" % (name, dataset, step))
     try:
         metrics = commands.evaluate(dataset, model_dir, split, output=out, checkpoint=str(step))
@@ -113,18 +123,17 @@ def build(work_dir, production_dir, dataset="", real_dataset="", since="", metri
         raise StepFailed("--metric %s: pass synthetic.KEY, or real.KEY with --real-dataset (KEY one of %s)"
                          % (metric, ", ".join(cocoap.SUPPORTED)))
     scores_root = fsutil.join(fsutil.join(work_dir, FOLDER), "scores")
-    models = [(name, candidate, production_lib.normal_path(candidate), "candidate") for name, candidate, _ in runs]
+    models = [(name, candidate, "candidate") for name, candidate, _ in runs]
     current = production_lib.current_model(production_dir)
     if current:
         pointer = (production_lib.read_pointer(production_dir) or {}).get("current") or {}
-        models.append(("production (%s)" % pointer.get("name", "?"), current, pointer.get("source") or current,
-                       "production"))
+        models.append(("production (%s)" % pointer.get("name", "?"), current, "production"))
     entries = []
     console.say("scoring %d models on %s%s" % (len(models), dataset, " and %s" % real_dataset if real_dataset else ""))
-    for name, model_dir, identity, kind in models:
-        scored = {"synthetic": score(model_dir, identity, dataset, scores_root, name)}
+    for name, model_dir, kind in models:
+        scored = {"synthetic": score(model_dir, dataset, scores_root, name)}
         if real_dataset:
-            scored["real"] = score(model_dir, identity, real_dataset, scores_root, name)
+            scored["real"] = score(model_dir, real_dataset, scores_root, name)
         entries.append({"run": name, "model": model_dir, "kind": kind, "scores": scored})
     used = _intervals(entries, metric, resamples)
     entries.sort(key=lambda e: -e["value"])
