@@ -129,3 +129,33 @@ def test_leaderboard_intervals_leave_out_resamples_without_ground_truth(tmp_path
              "resamples_left_out": 200 - used, "entries": [dict(e, rank=i + 1, model="m", value=e["value"],
                                                                 per_class={}) for i, e in enumerate(entries)]}
     assert "%d resamples held no ground-truth box and were left out" % (200 - used) in leaderboard.render(board)
+
+
+def test_a_damaged_run_folder_is_left_out_of_the_leaderboard_and_named(tmp_path):
+    from launcher.decide import leaderboard
+    from trainer import engine
+    work, data = tmp_path / "work", tmp_path / "data"
+    data.mkdir()
+    (data / "summary.json").write_text(json.dumps({"num_classes": 1, "splits": {"train": {"images": 1},
+                                                                                "eval": {"images": 20}}}))
+    (data / "label_map.pbtxt").write_text('item {\n  id: 1\n  name: "tea"\n}\n')
+    good = pathlib.Path(_candidate(work / "runs" / "good" / "candidate", 0.5))
+    digest = engine.checkpoint_digest(engine.choose_checkpoint(str(good), "latest"))
+    scored = _scores(good / "eval_synthetic", hits=12)
+    metrics = {"dataset": str(data), "split": "eval", "checkpoint_digest": digest, "AP": scored["AP"], "step": 1}
+    (good / "eval_synthetic" / "metrics.json").write_text(json.dumps(metrics))
+    for run, candidate in (("good", good), ("deleted", work / "runs" / "deleted" / "candidate")):
+        (work / "runs" / run).mkdir(parents=True, exist_ok=True)
+        (work / "runs" / run / "promotion.json").write_text(json.dumps({"candidate_dir": str(candidate), "time": 1}))
+    (work / "runs" / "cut").mkdir()
+    (work / "runs" / "cut" / "promotion.json").write_text('{"candidate_dir": "/x", "ti')
+    (work / "production").mkdir()
+    (work / "production" / "production.json").write_text("not a pointer")
+    board = leaderboard.build(str(work), str(work / "production"), dataset=str(data), today="2026-12-07")
+    assert [e["run"] for e in board["entries"]] == ["good"]
+    why = {s["run"]: s["why"] for s in board["skipped"]}
+    assert sorted(why) == ["cut", "deleted", "production"]
+    assert "its promotion.json cannot be read" in why["cut"] and "could not be scored" in why["deleted"]
+    assert "production.json is not valid JSON" in why["production"]
+    page = (work / "leaderboards" / "2026-12-07" / "report.html").read_text()
+    assert "Left out, damaged: " in page and "deleted" in page

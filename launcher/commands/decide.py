@@ -66,6 +66,8 @@ def pipeline_leaderboard(work_dir, production_dir, dataset, real_dataset, since,
             entry["rank"], entry["run"], entry["kind"], board["metric"], entry["value"],
             "[%.4f, %.4f]" % tuple(entry["ci95"]) if entry["ci95"] else "[no interval]",
             "  %+.4f against production: %s" % (vs["difference"], vs["verdict"]) if vs else ""))
+    for skipped in board["skipped"]:
+        click.echo("left out %s: %s" % (skipped["run"], skipped["why"]))
     if board["resamples_left_out"]:
         click.echo("%d of %d resamples held no ground-truth box and were left out of the intervals"
                    % (board["resamples_left_out"], board["resamples"] + board["resamples_left_out"]))

@@ -39,8 +39,9 @@ def since_seconds(text):
     return int(text[:-1]) * units[text[-1]]
 
 
-def complete_runs(work_dir, since=None, now=None):
-    """``[(run name, candidate dir, promotion)]`` of the runs whose promote step ended, newest first."""
+def complete_runs(work_dir, since=None, now=None, skipped=None):
+    """``[(run name, candidate dir, promotion)]`` of the runs whose promote step ended, newest first;
+    a run whose promotion.json cannot be read is added to ``skipped`` as ``(run, why)``."""
     runs = fsutil.join(work_dir, "runs")
     if fsutil.is_remote(runs):
         names = sorted({path.split("/")[0] for path, _ in fsutil.iter_tree(runs, sizes=False)
@@ -50,8 +51,13 @@ def complete_runs(work_dir, since=None, now=None):
     found = []
     for name in names:
         path = fsutil.join(fsutil.join(runs, name), "promotion.json")
-        promotion = fsutil.read_json_or_none(path)
-        if not promotion or not promotion.get("candidate_dir"):
+        try:
+            promotion = fsutil.read_json_or_none(path)
+        except (OSError, ValueError) as error:
+            (skipped if skipped is not None else []).append((name, "its promotion.json cannot be read (%s)"
+                                                            % _first_line(error)))
+            continue
+        if not isinstance(promotion, dict) or not promotion.get("candidate_dir"):
             continue
         written = float(promotion.get("time") or 0) or _modified(path)
         if since is not None and written < (now or time.time()) - since:
@@ -108,7 +114,8 @@ def build(work_dir, production_dir, dataset="", real_dataset="", since="", metri
           today=None):
     """Score every complete candidate and the production model on the same data; write
     W/leaderboards/<date>/leaderboard.json and report.html. Returns the leaderboard."""
-    runs = complete_runs(work_dir, since_seconds(since))
+    skipped = []
+    runs = complete_runs(work_dir, since_seconds(since), skipped=skipped)
     if not runs:
         raise StepFailed("no complete run under %s%s" % (fsutil.join(work_dir, "runs"), " since %s ago" % since if since
                                                           else ""))
@@ -124,23 +131,34 @@ def build(work_dir, production_dir, dataset="", real_dataset="", since="", metri
                          % (metric, ", ".join(cocoap.SUPPORTED)))
     scores_root = fsutil.join(fsutil.join(work_dir, FOLDER), "scores")
     models = [(name, candidate, "candidate") for name, candidate, _ in runs]
-    current = production_lib.current_model(production_dir)
-    if current:
-        pointer = (production_lib.read_pointer(production_dir) or {}).get("current") or {}
-        models.append(("production (%s)" % pointer.get("name", "?"), current, "production"))
+    try:
+        current = production_lib.current_model(production_dir)
+        if current:
+            pointer = (production_lib.read_pointer(production_dir) or {}).get("current") or {}
+            models.append(("production (%s)" % pointer.get("name", "?"), current, "production"))
+    except production_lib.PromotionError as error:
+        skipped.append(("production", _first_line(error)))
     entries = []
     console.say("scoring %d models on %s%s" % (len(models), dataset, " and %s" % real_dataset if real_dataset else ""))
     for name, model_dir, kind in models:
-        scored = {"synthetic": score(model_dir, dataset, scores_root, name)}
-        if real_dataset:
-            scored["real"] = score(model_dir, real_dataset, scores_root, name)
+        try:
+            scored = {"synthetic": score(model_dir, dataset, scores_root, name)}
+            if real_dataset:
+                scored["real"] = score(model_dir, real_dataset, scores_root, name)
+        except Exception as error:      # one damaged model (a cut checkpoint, a deleted folder) is named, not fatal
+            skipped.append((name, "%s could not be scored (%s)" % (model_dir, _first_line(error))))
+            console.say("  %s: skipped, %s could not be scored" % (name, model_dir))
+            continue
         entries.append({"run": name, "model": model_dir, "kind": kind, "scores": scored})
+    if not entries:
+        raise StepFailed("no model could be scored: %s" % "; ".join("%s: %s" % item for item in skipped))
     used = _intervals(entries, metric, resamples)
     entries.sort(key=lambda e: -e["value"])
     for rank, entry in enumerate(entries, 1):
         entry["rank"] = rank
     board = {"metric": metric, "dataset": dataset, "real_dataset": real_dataset or None, "resamples": used,
              "resamples_left_out": resamples - used,
+             "skipped": [{"run": run, "why": why} for run, why in skipped],
              "images": entries[0]["images"], "since": since or None, "production_dir": production_dir,
              "entries": [{k: e[k] for k in ("rank", "run", "model", "kind", "value", "ci95", "vs_production",
                                              "per_class")} for e in entries]}
@@ -180,6 +198,16 @@ def _intervals(entries, metric, resamples, seed=0):
     return int(values.shape[1])
 
 
+def _first_line(error):
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+
+
+def _skipped(board):
+    skipped = board.get("skipped") or []
+    return "<p id=\"skipped\">Left out, damaged: %s.</p>" % "; ".join(
+        "%s (%s)" % (html.escape(s["run"]), html.escape(s["why"])) for s in skipped) if skipped else ""
+
+
 def _left_out(board):
     left_out = board.get("resamples_left_out") or 0
     return ("; %d resamples held no ground-truth box and were left out" % left_out) if left_out else ""
@@ -207,10 +235,11 @@ def render(board):
             "</style></head><body><h1>Leaderboard by %s</h1><p>%d images of %s; intervals from %d resamples of "
             "the images, the same resamples for every model%s.</p><table id=\"leaderboard\"><tr><th>rank</th>"
             "<th>run</th><th>kind</th><th>%s</th><th>95%% interval</th><th>against production</th>"
-            "<th>95%% interval</th><th>verdict</th></tr>%s</table><h2>AP per class (%s data)</h2><table><tr><th>run"
+            "<th>95%% interval</th><th>verdict</th></tr>%s</table>%s<h2>AP per class (%s data)</h2><table><tr><th>run"
             "</th>%s</tr>%s</table></body></html>\n" % (
                 report_lib.STYLE, e(board["metric"]), board["images"],
                 e(board["real_dataset"] if split == "real" else board["dataset"]), board["resamples"],
                 _left_out(board),
-                e(board["metric"]), "".join(rows), e(split), "".join("<th>%s</th>" % e(c) for c in classes),
+                e(board["metric"]), "".join(rows), _skipped(board), e(split),
+                "".join("<th>%s</th>" % e(c) for c in classes),
                 "".join(class_rows)))
