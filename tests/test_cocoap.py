@@ -107,3 +107,16 @@ def test_detections_scoring_zero_change_nothing():
     assert all(score > 0 for row in table.rows for score in row["scores"])
     for name, k in STATS.items():
         assert table.metric(name) == pytest.approx(e.stats[k], abs=1e-9), name
+
+
+def test_scores_that_differ_past_the_fifth_decimal_keep_their_order():
+    """Many detections within 1e-6 of each other: pycocotools ranks them by the exact score, and so
+    must the table (rounded, they would tie and be ranked in another order)."""
+    rnd = random.Random(7)
+    imgs, gts, dts = dataset(3, images=30, classes=1)
+    for d in dts:
+        d["score"] = 0.5 + rnd.random() * 1e-6
+    e = evaluate(imgs, gts, dts, classes=1)
+    table = table_of(e)
+    for name, k in STATS.items():
+        assert table.metric(name) == pytest.approx(e.stats[k], abs=1e-12), name

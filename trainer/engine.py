@@ -344,7 +344,7 @@ def match_table(coco_eval, min_box_score=0.3):
         # a detection scoring 0 (Model Garden pads to its maximum with them) comes last and is never
         # a match: leaving it out changes no AP or AR
         kept = [k for k, score in enumerate(e["dtScores"][:most]) if score > 0]
-        scores = [round(float(e["dtScores"][k]), 5) for k in kept]
+        scores = [float(e["dtScores"][k]) for k in kept]      # exact: a rounded tie would reorder them
         matched = (np.asarray(e["dtMatches"]).reshape(len(bits), -1)[:, kept] > 0)
         ignored = np.asarray(e["dtIgnore"]).reshape(len(bits), -1)[:, kept].astype(bool)
         ids = [e["dtIds"][k] for k in kept]
