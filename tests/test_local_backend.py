@@ -297,3 +297,21 @@ def test_ctrl_c_on_a_local_pipeline_ends_its_running_step_and_records_it(work):
         os.kill(pid, signal.SIGKILL)
     assert not left, "processes of the run were left running"
     assert json.loads(record.read_text())["state"] == "interrupted"
+
+
+def test_a_second_launcher_of_a_running_job_waits_for_its_end(work):
+    args = [sys.executable, "-m", "launcher", "train", "--backend", "local", "--accelerator", "cpu", "--dataset",
+            "data", "--job-dir", "runs/twice", "--job-id", "twice_1", "--max-steps", "8", "--train-steps-per-eval",
+            "8", *[str(a) for a in SMALL]]
+    first = subprocess.Popen(args, cwd=work, env=environment(work), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    record = work / "jobs" / "twice_1" / "job.json"
+    began = time.monotonic()
+    while time.monotonic() - began < 120 and not (record.exists() and '"RUNNING"' in record.read_text()):
+        time.sleep(0.2)
+    second = subprocess.run(args, cwd=work, env=environment(work), capture_output=True, text=True, timeout=600)
+    out, err = first.communicate(timeout=600)
+    assert first.returncode == 0 and "local job twice_1: SUCCEEDED" in out, out + err
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "is running in another process" in second.stdout and "local job twice_1: SUCCEEDED" in second.stdout
+    assert json.loads(record.read_text())["state"] == "SUCCEEDED"

@@ -128,8 +128,8 @@ class LocalBackend(training.Backend):
 
     def submit(self, plan, on_line=None):
         """Run the job here and return when it ends; a job with the id that ended FAILED or
-        CANCELLED is run again as ``<id>_attempt2`` (resuming from the job dir's checkpoints), and
-        a SUCCEEDED or RUNNING one is returned as it is. ``on_line(text)`` gets every replica's
+        CANCELLED is run again as ``<id>_attempt2`` (resuming from the job dir's checkpoints), a
+        SUCCEEDED one is returned as it is, and a RUNNING one (another launcher's) is waited for. ``on_line(text)`` gets every replica's
         lines, prefixed with its pool and index (default: printed)."""
         def existing(job_id, body):
             record = self._read(job_id)
@@ -138,7 +138,12 @@ class LocalBackend(training.Backend):
             if not vertex_spec.contains(record.get("jobSpec") or {}, body["jobSpec"]):
                 raise UsageError("a local job named %s already exists with another spec (%s); pass another "
                                  "--job-id" % (job_id, self.folder(job_id)))
-            return self._job(record)
+            job = self._job(record)
+            if not job.done:        # run by another launcher: follow it to its end, as its own launcher does
+                (on_line or _print_line)("job %s is running in another process (pid %s); waiting for it to end"
+                                         % (job_id, record.get("pid")))
+                job = self.wait(job_id, interval=1.0)
+            return job
 
         return self._submit_attempt(plan, vertex_spec.with_job_id, existing,
                                     lambda body: self._run(body, on_line or _print_line))
