@@ -1,8 +1,10 @@
 """The trainer: TF Model Garden's RetinaNet trained, evaluated, exported and resumed on our records (CPU)."""
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -343,3 +345,24 @@ def test_damaged_outputs_are_named_before_a_model_is_built(converted, tmp_path):
     code, _, err = trainer("train", "--dataset", broken, "--model-dir", tmp_path / "m2", "--max-steps", 2,
                            "--train-steps-per-eval", 2, *SMALL)
     assert code == 2 and "is damaged" in err and shard.name in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_in_a_trainers_first_seconds_ends_it_with_130_and_leaves_no_log_behind(converted, tmp_path, signum):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    command = [sys.executable, "-m", "trainer", "train", "--dataset", str(converted), "--model-dir",
+               str(tmp_path / "m"), "--max-steps", "1000", *SMALL]
+    for wait_for_log in (False, True):          # during the imports, then once its log has begun
+        began = time.monotonic()
+        process = subprocess.Popen(command, env=dict(os.environ, TMPDIR=str(scratch)), stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        while wait_for_log and not list(scratch.glob("synthdet-*.log")) and time.monotonic() - began < 120:
+            time.sleep(0.01)
+        if not wait_for_log:
+            time.sleep(0.5)
+        process.send_signal(signum)
+        _, err = process.communicate(timeout=60)
+        assert process.returncode == 130 and "interrupted" in err and "Aborted!" not in err, err
+        assert "Traceback" not in err, err
+        assert not list(scratch.glob("synthdet-*.log")), "the command's temporary log was left behind"

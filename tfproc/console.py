@@ -43,7 +43,7 @@ def quiet(verbose=False):
     _terminal = os.fdopen(os.dup(saved[2]), "w", buffering=1, errors="replace")
     _log = os.fdopen(os.dup(log_fd), "a", buffering=1, errors="replace")
     _point_output_at(log_fd)
-    temporary = _state["local"]
+    temporary = _state["temporary"] = _state["local"]
     try:
         yield
     finally:
@@ -62,9 +62,20 @@ def quiet(verbose=False):
             _upload(_state["local"], _state["remote"])
         elif _state["local"] == temporary:
             os.unlink(temporary)
+        _state["temporary"] = None
 
 
-_state = {"local": None, "remote": None}
+_state = {"local": None, "remote": None, "temporary": None}
+
+
+def drop_temporary_log():
+    """Remove the log of the current ``quiet()`` while it still lies in the temporary folder (no
+    ``keep_log_at`` yet): for a process about to end at once on a signal."""
+    if _state.get("temporary") and _state["local"] == _state["temporary"]:
+        try:
+            os.unlink(_state["temporary"])
+        except OSError:
+            pass
 
 
 def _point_output_at(fd):
@@ -115,6 +126,7 @@ def stop_promptly(message="interrupted"):
             if not data or signal.SIGINT in data:
                 break
         say(message)
+        drop_temporary_log()
         os._exit(130)
 
     threading.Thread(target=watch, name="stop-promptly", daemon=True).start()

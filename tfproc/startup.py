@@ -7,8 +7,13 @@ import sys
 
 def _interrupted(signum, frame):
     try:
-        sys.stderr.write("\ninterrupted\n")
-        sys.stderr.flush()
+        console = sys.modules.get("tfproc.console")
+        if console is not None:         # inside console.quiet(): fd 2 is the log; say it on the terminal
+            console.say("\ninterrupted")
+            console.drop_temporary_log()
+        else:
+            sys.stderr.write("\ninterrupted\n")
+            sys.stderr.flush()
     finally:
         os._exit(130)
 
