@@ -15,8 +15,9 @@ if [ -e sample ] && [ ! -e "$MARK" ]; then
   fi
 fi
 rm -rf sample
+mkdir sample
+touch "$MARK"         # first: a sample cut short by Ctrl-C is still this script's to remake
 .venv/bin/python -m tfproc.sample sample/urn:run_executions:sample
-touch "$MARK"
 .venv/bin/python main.py --source sample/urn:run_executions:sample --eval-pct 20
 echo
 .venv/bin/python -m tfproc inspect sample/urn:run_executions:sample/output --preview 8 --preview-dir sample/preview

@@ -117,3 +117,21 @@ def test_run_sample_asks_before_deleting_a_folder_it_did_not_make(tmp_path):
                           stdin=subprocess.DEVNULL)
     assert done.returncode == 1 and "was not made by this script" in done.stderr
     assert (work / "sample" / "mine.txt").read_text() == "a user's file"
+
+
+def test_a_sample_cut_short_by_ctrl_c_is_made_again_by_the_next_run(tmp_path):
+    import signal
+    work = tmp_path / "checkout"
+    copy_of_the_checkout(work)
+    script = subprocess.Popen(["bash", "scripts/run-sample.sh"], cwd=work, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL, start_new_session=True)
+    began = time.monotonic()
+    while not (work / "sample" / "urn:run_executions:sample").exists() and time.monotonic() - began < 120:
+        time.sleep(0.05)
+    os.killpg(script.pid, signal.SIGINT)            # Ctrl-C: the terminal signals the whole group
+    _, err = script.communicate(timeout=60)
+    assert script.returncode != 0 and "Traceback" not in err, err
+    done = subprocess.run(["bash", "scripts/run-sample.sh"], cwd=work, capture_output=True, text=True, timeout=600,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "not made by this script" not in done.stderr

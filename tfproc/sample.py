@@ -154,6 +154,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    from tfproc import startup
+    startup.exit_quietly_on_signals()       # Ctrl-C: one line and 130, no traceback
     main()
 
 
