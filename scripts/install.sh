@@ -8,8 +8,28 @@ extra="${1:-}"
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 hash=$(cat setup.py trainer/requirements.py | sha256sum | cut -c1-16)
 stamp() { echo ".venv/.synthdet-installed-${1:-base}-$hash"; }
-if [ -e "$(stamp "$extra")" ] || [ -e "$(stamp test)" ]; then
+# what each extra promises, checked behind its stamp (a .venv can lose packages)
+modules="apache_beam click PIL googleapiclient google.cloud.storage requests yaml"
+case "$extra" in
+  train) modules="$modules tensorflow official" ;;
+  pipeline) modules="$modules kfp" ;;
+  test) modules="$modules tensorflow official kfp pytest gcp_storage_emulator" ;;
+esac
+present() {
+  .venv/bin/python -c 'import importlib.util, sys
+def found(name):
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+sys.exit(0 if all(found(m) for m in sys.argv[1:]) else 1)' $modules 2>/dev/null
+}
+if { [ -e "$(stamp "$extra")" ] || [ -e "$(stamp test)" ]; } && present; then
   exit 0
+fi
+if [ -e "$(stamp "$extra")" ] || [ -e "$(stamp test)" ]; then
+  echo ".venv has lost some of its packages; installing them again ..."
+  rm -f "$(stamp "$extra")" "$(stamp test)"
 fi
 case "$extra" in
   "") echo "Installing the converter and the launcher into .venv (the first time takes a few minutes) ..." ;;

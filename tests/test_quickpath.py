@@ -135,3 +135,27 @@ def test_a_sample_cut_short_by_ctrl_c_is_made_again_by_the_next_run(tmp_path):
                           stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "not made by this script" not in done.stderr
+
+
+def test_install_checks_what_its_stamp_promises_and_reinstalls_what_a_venv_lost(tmp_path):
+    work = tmp_path / "checkout"
+    (work / "scripts").mkdir(parents=True)
+    (work / "trainer").mkdir()
+    for name in ("scripts/install.sh", "setup.py", "trainer/requirements.py"):
+        shutil.copy(ROOT / name, work / name)
+    bin_dir = work / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "python").write_text("#!/bin/sh\nexec %s \"$@\"\n" % sys.executable)   # a Python with the packages
+    (bin_dir / "python").chmod(0o755)
+    (bin_dir / "pip").write_text("#!/bin/sh\necho \"$@\" >> \"$(dirname \"$0\")/pip-calls\"\n")
+    (bin_dir / "pip").chmod(0o755)
+    digest = hashlib.sha256((work / "setup.py").read_bytes() + (work / "trainer" / "requirements.py").read_bytes())
+    stamp = work / ".venv" / (".synthdet-installed-base-" + digest.hexdigest()[:16])
+    stamp.touch()
+    done = subprocess.run(["bash", "scripts/install.sh"], cwd=work, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and not (bin_dir / "pip-calls").exists(), done.stderr      # whole: nothing to do
+    (bin_dir / "python").write_text("#!/bin/sh\nexec %s -I -S \"$@\"\n" % sys.executable)   # its packages gone
+    done = subprocess.run(["bash", "scripts/install.sh"], cwd=work, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert ".venv has lost some of its packages; installing them again" in done.stdout
+    assert "install" in (bin_dir / "pip-calls").read_text() and stamp.exists()
