@@ -74,7 +74,8 @@ def test_the_readme_quick_path_runs_as_written(tmp_path):
     assert metrics["images"] == summary["splits"]["eval"]["images"]
     assert (evaluation / "pr_curves.png").exists() and (evaluation / "evaluate.log").exists()
     assert (quick / "predictions" / "contact_sheet.png").exists()
-    assert isinstance(json.loads((quick / "predictions" / "detections.json").read_text()), list)
+    detections = json.loads((quick / "predictions" / "detections.json").read_text())
+    assert detections and "%d detections: " % len(detections) in printed       # the contact sheet draws them
     assert (quick / "export" / "saved_model.pb").exists()
     assert "train | step:" in (quick / "train.log").read_text()
     for line in ("evaluation at step 40 on %d images" % metrics["images"], "SavedModel: ",
