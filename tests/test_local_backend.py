@@ -301,8 +301,8 @@ def test_ctrl_c_on_a_local_pipeline_ends_its_running_step_and_records_it(work):
 
 def test_a_second_launcher_of_a_running_job_waits_for_its_end(work):
     args = [sys.executable, "-m", "launcher", "train", "--backend", "local", "--accelerator", "cpu", "--dataset",
-            "data", "--job-dir", "runs/twice", "--job-id", "twice_1", "--max-steps", "8", "--train-steps-per-eval",
-            "8", *[str(a) for a in SMALL]]
+            "data", "--job-dir", "runs/twice", "--job-id", "twice_1", "--max-steps", "2", "--train-steps-per-eval",
+            "2", *[str(a) for a in SMALL]]
     first = subprocess.Popen(args, cwd=work, env=environment(work), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
     record = work / "jobs" / "twice_1" / "job.json"

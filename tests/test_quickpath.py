@@ -87,7 +87,6 @@ def test_the_readme_quick_path_runs_as_written(tmp_path):
     # then the README's other blocks on the sample, as a user with .venv activated pastes them
     env = dict(os.environ, PATH="%s:%s" % (work / ".venv" / "bin", os.environ.get("PATH", "")))
     env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
-    env["SYNTHDET_LOCAL_JOBS"] = str(work / "local-jobs")
     outputs = []
     for block in marked_blocks():
         began = time.monotonic()
@@ -98,9 +97,7 @@ def test_the_readme_quick_path_runs_as_written(tmp_path):
         assert "Traceback" not in printed and "WARNING" not in printed, printed
         print("%.0f s: %s" % (time.monotonic() - began, block.splitlines()[0]))
         outputs.append(printed)
-    local_job, pipeline, inspected = outputs
-    assert "local job try_1: SUCCEEDED" in local_job and "job try_1: SUCCEEDED" in local_job
-    assert local_job.count("] evaluation at step 10") == 1          # the chief speaks, the worker does not
+    pipeline, inspected = outputs
     for line in ("transfer  succeeded", "train     step 40/40", "train     evaluation at step 40 on",
                  "promote   succeeded", "promoted the candidate to %s" % (work / "runs" / "pipe" / "production")):
         assert line in pipeline, pipeline
