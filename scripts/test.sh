@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh test
-.venv/bin/python -m pytest -q tests "$@"
+.venv/bin/python -m pytest -q --durations=10 tests "$@"
