@@ -300,18 +300,21 @@ def test_ctrl_c_on_a_local_pipeline_ends_its_running_step_and_records_it(work):
 
 
 def test_a_second_launcher_of_a_running_job_waits_for_its_end(work):
-    args = [sys.executable, "-m", "launcher", "train", "--backend", "local", "--accelerator", "cpu", "--dataset",
-            "data", "--job-dir", "runs/twice", "--job-id", "twice_1", "--max-steps", "2", "--train-steps-per-eval",
-            "2", *[str(a) for a in SMALL]]
-    first = subprocess.Popen(args, cwd=work, env=environment(work), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
+    """The job recorded as running by another launcher (a live process, which ends it 4 s later)."""
+    args = ["train", "--backend", "local", "--accelerator", "cpu", "--dataset", "data", "--job-dir", "runs/twice",
+            "--job-id", "twice_1", "--max-steps", 2, "--train-steps-per-eval", 2, *SMALL]
+    code, out, err = command("launcher", *args, "--dry-run", work=work)
+    assert code == 0, err
+    body, _ = json.JSONDecoder().raw_decode(out[out.index("{"):])
     record = work / "jobs" / "twice_1" / "job.json"
+    record.parent.mkdir(parents=True)
+    ender = subprocess.Popen([sys.executable, "-c", "import json, os, sys, time; time.sleep(4); path = sys.argv[1]; "
+                              "r = json.load(open(path)); r.update(state='SUCCEEDED', endTime='2026-12-07T00:00:04Z'); "
+                              "json.dump(r, open(path + '.tmp', 'w')); os.replace(path + '.tmp', path)", str(record)])
+    record.write_text(json.dumps(dict(body, state="RUNNING", pid=ender.pid, createTime="2026-12-07T00:00:00Z")))
     began = time.monotonic()
-    while time.monotonic() - began < 120 and not (record.exists() and '"RUNNING"' in record.read_text()):
-        time.sleep(0.2)
-    second = subprocess.run(args, cwd=work, env=environment(work), capture_output=True, text=True, timeout=600)
-    out, err = first.communicate(timeout=600)
-    assert first.returncode == 0 and "local job twice_1: SUCCEEDED" in out, out + err
-    assert second.returncode == 0, second.stdout + second.stderr
-    assert "is running in another process" in second.stdout and "local job twice_1: SUCCEEDED" in second.stdout
-    assert json.loads(record.read_text())["state"] == "SUCCEEDED"
+    code, out, err = command("launcher", *args, work=work)
+    ender.wait(timeout=60)
+    assert code == 0, out + err
+    assert "job twice_1 is running in another process (pid %d); waiting for it to end" % ender.pid in out
+    assert "local job twice_1: SUCCEEDED" in out and time.monotonic() - began >= 3
