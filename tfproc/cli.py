@@ -61,10 +61,10 @@ def new_parser(prog, description):
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
-def add_output_arguments(parser):
-    """The options every conversion command shares."""
-    parser.add_argument("--eval-pct", required=True, type=float, metavar="PCT",
-                        help="percent of frames for the eval split, 0-100 (the seed uses 20)")
+def add_output_arguments(parser, eval_pct_help=None):
+    """The options every conversion command shares; ``eval_pct_help`` makes --eval-pct optional."""
+    parser.add_argument("--eval-pct", required=eval_pct_help is None, type=float, metavar="PCT",
+                        help=eval_pct_help or "percent of frames for the eval split, 0-100 (the seed uses 20)")
     parser.add_argument("--output", help="where to write (default: SOURCE/output)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the TFRecords, label map and summary of an earlier run in OUTPUT")
@@ -181,14 +181,20 @@ def run(args, beam_args, find=find_run_datasets):
             len(found.datasets), found.files_listed,
             "; left out %d earlier attempt(s)" % len(found.superseded) if found.superseded else ""),
             file=sys.stderr)
+        if found.split_names:
+            print("Splits as published: %s." % ", ".join(found.split_names), file=sys.stderr)
+        elif args.eval_pct is None:
+            raise UsageError("pass --eval-pct PCT: %s holds no published split files, so frames are split "
+                             "into train and eval by a hash of their name" % source)
 
         settings = pipeline.Settings(
             source=source, output=output, run_id=run_id,
             eval_pct=args.eval_pct, shard_bytes=int(args.shard_size_mb * 1024 * 1024),
             strict=args.strict, started=started, superseded=tuple(found.superseded),
-            skipped=tuple(tuple(item) for item in found.skipped))
+            skipped=tuple(tuple(item) for item in found.skipped),
+            split_names=tuple(found.split_names) or (split.TRAIN, split.EVAL))
         try:
-            for split_name in (split.TRAIN, split.EVAL):
+            for split_name in settings.split_names:
                 fsutil.makedirs(fsutil.join(settings.staging, split_name))
             pipeline.write_manifest(settings, found.datasets)
         except OSError as error:
@@ -308,7 +314,7 @@ OWN_OPTIONS = ["--source", "--eval-pct", "--output", "--overwrite", "--strict", 
 
 
 def _check_arguments(args, options, source, output):
-    if not math.isfinite(args.eval_pct) or not 0 <= args.eval_pct <= 100:
+    if args.eval_pct is not None and (not math.isfinite(args.eval_pct) or not 0 <= args.eval_pct <= 100):
         raise UsageError("--eval-pct must be between 0 and 100, got %g" % args.eval_pct)
     if not math.isfinite(args.shard_size_mb) or args.shard_size_mb <= 0 or args.shard_size_mb > 2 ** 20:
         raise UsageError("--shard-size-mb must be a number of megabytes above 0 (e.g. 200), got %s"

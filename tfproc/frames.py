@@ -5,7 +5,7 @@ import logging
 import os
 import posixpath
 
-from tfproc import annotations, bounded, fsutil, labels, layout, report
+from tfproc import annotations, bounded, fsutil, labels, layout, published, report
 
 _READERS = 16   # annotation files read at once; SOLO has one small file per frame
 
@@ -19,6 +19,7 @@ class FrameRef:
     size: int       # bytes, from the listing
     boxes: tuple    # of annotations.Box, pixels
     origin: str     # annotation file and capture that described it
+    splits: tuple = ()  # the published splits it belongs to; () for a split by hash
 
 
 @dataclasses.dataclass
@@ -60,11 +61,14 @@ def parse_chunk(chunk, read=fsutil.read_bytes):
             files.append(rel)
         else:
             skip(_name(dataset, rel), layout.NOT_UTF8)
+    published_doc = None
     for rel, loaded in _load_all(read, dataset, files, loaded_files):
         name = _name(dataset, rel)
         if isinstance(loaded, Exception):
             skip(name, *_reason(loaded))
             continue
+        if dataset.splits and rel == "annotations.json":
+            published_doc = loaded
         try:
             parsed, bad = parse(loaded, definition, name, posixpath.dirname(rel))
         except annotations.BadInput as error:
@@ -83,6 +87,7 @@ def parse_chunk(chunk, read=fsutil.read_bytes):
             else:
                 skip(frame.origin, layout.NOT_UTF8, bad_text)
 
+    splits_of = _published_splits(dataset, published_doc, read, skip) if dataset.splits else None
     refs = []
     for frame in frames:
         size = chunk.images.get(frame.image)
@@ -90,7 +95,14 @@ def parse_chunk(chunk, read=fsutil.read_bytes):
             skip(frame.origin, "missing image", _name(dataset, frame.image))
             continue
         key = _name(dataset, frame.image)
-        refs.append(FrameRef(key, fsutil.join(dataset.root, frame.image), size, frame.boxes, frame.origin))
+        splits = ()
+        if splits_of is not None:
+            splits = splits_of.get(frame.image, ())
+            if not splits:
+                skip(key, "in no split file", "listed in annotations.json, in none of its %d %s files"
+                     % (len(dataset.splits), published.FILE_PATTERN))
+                continue
+        refs.append(FrameRef(key, fsutil.join(dataset.root, frame.image), size, frame.boxes, frame.origin, splits))
     if dataset.kind in (layout.REAL, layout.COCO):
         described = {frame.image for frame in frames}
         for image in sorted(set(chunk.images) - described):
@@ -109,9 +121,38 @@ _PARSERS = {
 }
 
 
+def _published_splits(dataset, doc, read, skip):
+    """``{image path relative to the root: its splits}`` from the dataset's split files; problems are skipped."""
+    if not isinstance(doc, list):
+        return {}
+    texts = {}
+    for split, rel in sorted(dataset.splits.items()):
+        try:
+            texts[split] = read(_path(dataset, rel)).decode("utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            skip(_name(dataset, rel), "unreadable file", str(error))
+    members, problems = published.assign(len(doc), texts, lambda split: _name(dataset, dataset.splits[split]))
+    for item, reason, detail in problems:
+        skip(item, reason, detail)
+    images = {}
+    for index, splits in members.items():
+        entry = doc[index]
+        if isinstance(entry, dict) and isinstance(entry.get("file_name"), str):
+            images[posixpath.join("images", entry["file_name"])] = splits
+    return images
+
+
 def _definition(dataset, read, loaded_files):
     """The dataset's box definition; a COCO file is kept in ``loaded_files`` for its boxes."""
+    if dataset.kind == layout.REAL and not dataset.definitions:
+        raise annotations.BadInput("no label names", "no %s beside annotations.json, and no --label-map"
+                                   % published.DEFINITIONS)
     path = _path(dataset, dataset.definitions)
+    if dataset.kind == layout.REAL and posixpath.basename(dataset.definitions) == published.DEFINITIONS:
+        try:
+            return annotations.BoxDefinition(frozenset(), published.label_names(read(path).decode("utf-8")))
+        except (published.BadDefinitions, UnicodeDecodeError) as error:
+            raise annotations.BadInput("malformed annotation definitions", str(error))
     if dataset.kind == layout.REAL:
         return annotations.label_map_definition(read(path).decode("utf-8"))
     doc = _load_json(read, path)

@@ -14,7 +14,7 @@ import dataclasses
 import posixpath
 import re
 
-from tfproc import fsutil
+from tfproc import fsutil, published
 
 LEGACY = "legacy"
 SOLO = "solo"
@@ -40,6 +40,7 @@ class Dataset:
     kind: str                 # LEGACY, SOLO, REAL or COCO
     definitions: str          # the annotation_definitions.json file (a label map or COCO file for photos)
     skip: list = dataclasses.field(default_factory=list)   # folders under root that are not its own
+    splits: dict = dataclasses.field(default_factory=dict)  # REAL: {split: its published split file}
 
     def to_json(self):
         return dataclasses.asdict(self)
@@ -55,6 +56,7 @@ class Discovery:
     superseded: list          # dataset folders of earlier attempts, left out
     files_listed: int
     skipped: list = dataclasses.field(default_factory=list)   # [name, reason, detail] found while listing
+    split_names: tuple = ()   # the published splits of the datasets; () for a split by hash
 
 
 @dataclasses.dataclass
@@ -269,16 +271,28 @@ class _Attempts:
         return kept, sorted(superseded), skipped
 
 
-def find_real_datasets(source, label_map, exclude=None):
-    """Every ``annotations.json`` (UnityGroceries-Real list form) under ``source`` with ``images/`` beside it."""
+def find_real_datasets(source, label_map=None, exclude=None):
+    """Every ``annotations.json`` (UnityGroceries-Real list form) under ``source`` with ``images/`` beside it.
+
+    Each dataset's labels come from ``label_map`` if given, else from the ``annotation_definitions.json``
+    beside it (``definitions`` is then that file, or '' if there is none); the published split files
+    beside it (``groceries_real_<split>.txt``) become its ``splits``.
+    """
     source = source.rstrip("/\\")
-    found, files = [], 0
+    folders, beside, files = [], collections.defaultdict(set), 0
     for path, _ in _listing(source, exclude):
         files += 1
         folder, name = posixpath.split(path)
         if name == "annotations.json":
-            found.append(Dataset(_full(source, folder), folder, REAL, label_map))
-    found.sort(key=lambda d: d.key_prefix)
+            folders.append(folder)
+        elif name == published.DEFINITIONS or published.split_name(name):
+            beside[folder].add(name)
+    found = []
+    for folder in sorted(folders):
+        names = beside.get(folder, set())
+        definitions = label_map or (published.DEFINITIONS if published.DEFINITIONS in names else "")
+        splits = {published.split_name(n): n for n in sorted(names) if published.split_name(n)}
+        found.append(Dataset(_full(source, folder), folder, REAL, definitions, splits=splits))
     _set_skips(found, source, exclude)
     skipped = []
     found = _named_in_utf8(found, skipped)

@@ -15,7 +15,7 @@
   folder's ``COMMITTED`` goes first when the folder is removed, so a half-removed folder is never
   taken for a commit to finish.
 - Only files this tool names are ever deleted: shards named ``<split>-NNNNN-of-NNNNN.tfrecord`` in
-  ``train/`` and ``eval/``, ``label_map.pbtxt``, ``summary.json``, their temporary files of an older
+  their split's folder (``train/``, ``eval/``, or a published split's), ``label_map.pbtxt``, ``summary.json``, their temporary files of an older
   version (``*.tmp-XXXXXXXX``), and its own staging folders (``.staging-<run id>/``, folders only).
 """
 import json
@@ -32,10 +32,11 @@ COMMITTED = "COMMITTED"
 LABEL_MAP = "label_map.pbtxt"
 SUMMARY = "summary.json"
 SPLITS = (split.TRAIN, split.EVAL)
-SHARD_NAME = re.compile(r"^(train|eval)-\d{5}-of-\d{5}\.tfrecord$")
+SPLIT_NAME = r"[a-z][a-z0-9_]{0,63}"     # train, eval, or a published split (test_low_contrast)
+SHARD_NAME = re.compile(r"^(%s)-\d{5}-of-\d{5}\.tfrecord$" % SPLIT_NAME)
 STAGING_NAME = re.compile(r"^\.staging-\d{8}-\d{6}-[0-9a-f]{6}$")      # pipeline.new_run_id
-TEMP_DEBRIS = re.compile(r"^(summary\.json|label_map\.pbtxt|(train|eval)/(train|eval)-\d{5}-of-\d{5}\.tfrecord)"
-                         r"\.tmp-[0-9a-f]{8}$")
+TEMP_DEBRIS = re.compile(r"^(summary\.json|label_map\.pbtxt|(%s)/\2-\d{5}-of-\d{5}\.tfrecord)"
+                         r"\.tmp-[0-9a-f]{8}$" % SPLIT_NAME)
 HEARTBEAT_SECONDS = 60
 STALE_AFTER_SECONDS = 15 * 60   # a gs:// lock not refreshed for this long belongs to a dead run
 
@@ -327,7 +328,7 @@ def check_destinations(output, the_plan=None):
     if fsutil.is_remote(output):
         return
     names = [(output, SUMMARY), (output, LABEL_MAP)]
-    for split_name in SPLITS:
+    for split_name in sorted(set(SPLITS) | set(((the_plan or {}).get("shards") or {}))):
         folder = os.path.join(output, split_name)
         if os.path.lexists(folder) and not os.path.isdir(folder):
             raise OutputUnusable("%s is in the way of the %s folder; move it away and run again" % (folder, split_name))
@@ -366,7 +367,7 @@ def commit(output, staging):
     written = set(the_plan["written"])
     temp_folder = None if fsutil.is_remote(output) else staging
     moves, empties = [], []
-    for split_name in SPLITS:
+    for split_name in sorted(set(the_plan["shards"]) | set(split_folders(output))):
         names = the_plan["shards"].get(split_name, [])
         folder = fsutil.join(output, split_name)
         fsutil.makedirs(folder)
@@ -393,9 +394,17 @@ def commit(output, staging):
 
 def existing_output(output):
     """Files of an earlier run in ``output`` (shards, label map, summary), for the overwrite check."""
-    found = []
-    for rel in fsutil.list_tree(output):
-        parts = rel.split("/")
-        if rel in (SUMMARY, LABEL_MAP) or (len(parts) == 2 and parts[0] in SPLITS and SHARD_NAME.match(parts[1])):
-            found.append(rel)
-    return sorted(found)
+    return sorted(rel for rel in fsutil.list_tree(output) if rel in (SUMMARY, LABEL_MAP) or _is_shard(rel))
+
+
+def split_folders(output):
+    """The split folders of an earlier run in ``output``: those holding shards named after them."""
+    return sorted({rel.split("/")[0] for rel in fsutil.list_tree(output) if _is_shard(rel)})
+
+
+def _is_shard(rel):
+    parts = rel.split("/")
+    if len(parts) != 2:
+        return False
+    match = SHARD_NAME.match(parts[1])
+    return bool(match) and match.group(1) == parts[0]

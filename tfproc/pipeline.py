@@ -33,12 +33,13 @@ class Settings:
     source: str
     output: str
     run_id: str
-    eval_pct: float
+    eval_pct: object    # percent for the split by hash; None when the source's published splits are used
     shard_bytes: int
     strict: bool
     started: float      # time.time() at the start, for the elapsed time in the summary
     superseded: tuple = ()
     skipped: tuple = ()   # (name, reason, detail) found while listing the source
+    split_names: tuple = (split.TRAIN, split.EVAL)  # every split the output holds, even if empty
 
     @property
     def staging(self):
@@ -74,8 +75,7 @@ def build_pipeline(p, settings):
         | "BuildLabelMap" >> beam.Map(labels.build_label_map))
 
     # (split, FrameRef)
-    by_split = parsed.frames | "AssignSplit" >> beam.Map(
-        lambda ref, pct: (split.split_of(ref.key, pct), ref), settings.eval_pct)
+    by_split = parsed.frames | "AssignSplit" >> beam.FlatMap(_splits_of, settings.eval_pct)
     # {split: (frames, bytes)}
     totals = beam.pvalue.AsDict(
         by_split
@@ -123,6 +123,7 @@ class ParseChunk(beam.DoFn):
     def process(self, chunk):
         parsed = frames_lib.parse_chunk(chunk)
         Metrics.counter(METRICS, "frames_parsed").inc(len(parsed.frames))
+        parsed.report["frames"] = len(parsed.frames)
         _count_skipped(parsed.report)
         yield from parsed.frames
         yield beam.pvalue.TaggedOutput("labels", parsed.labels)
@@ -142,6 +143,8 @@ class WriteShard(beam.DoFn):
         with FileSystems.create(temp, compression_type=CompressionTypes.UNCOMPRESSED) as out:
             written = shards.write_shard(split_name, refs, label_map, out)
         fsutil.move(temp, path)  # a retried bundle rewrites the same shard, never a second copy
+        if split_name not in summary.base_splits(self.settings.split_names):
+            _count_once(written)    # its frames are counted (and named) in the split they are a part of
         written["shards_written"].append("%s/%s" % (split_name, split.shard_name(split_name, index, count)))
         counts = written["splits"].get(split_name, {})
         Metrics.counter(METRICS, "frames_written").inc(counts.get("images", 0))
@@ -166,9 +169,22 @@ def source_id_collisions(element):
         yield found
 
 
+def _count_once(written):
+    for field in ("boxes_clipped", "boxes_dropped", "images_reoriented"):
+        written[field] = 0
+    written["skipped"], written["skipped_examples"] = {}, []
+
+
 def _count_skipped(a_report):
     for reason, count in a_report["skipped"].items():
         Metrics.counter(METRICS, "skipped: " + reason).inc(count)
+
+
+def _splits_of(ref, eval_pct):
+    """(split, ref) for each split of the frame: its published ones, or one chosen by hash."""
+    if ref.splits:
+        return [(name, ref) for name in ref.splits]
+    return [(split.split_of(ref.key, eval_pct or 0.0), ref)]
 
 
 def _sum_pairs(pairs):

@@ -10,6 +10,7 @@ EXAMPLES_KEPT = 20
 def new():
     return {
         "splits": {},            # split -> {images, boxes, negatives, bytes, classes: {id: boxes}}
+        "frames": 0,             # distinct frames parsed (a frame may be in several published splits)
         "boxes_clipped": 0,
         "boxes_dropped": 0,
         "images_reoriented": 0,  # photos with an EXIF orientation: boxes moved to the stored grid
@@ -36,6 +37,7 @@ def merge(reports):
     merged = new()
     for report in reports:
         merged["boxes_clipped"] += report["boxes_clipped"]
+        merged["frames"] += report.get("frames", 0)
         merged["boxes_dropped"] += report["boxes_dropped"]
         merged["images_reoriented"] += report["images_reoriented"]
         for reason, count in report["skipped"].items():

@@ -5,7 +5,7 @@ from tfproc import split
 
 def build(settings, merged, label_map, shard_counts, elapsed_seconds):
     splits = {}
-    for name in (split.TRAIN, split.EVAL):
+    for name in settings.split_names:
         counts = merged["splits"].get(name) or report_lib.split_counts(report_lib.new(), name)
         splits[name] = {
             "images": counts["images"],
@@ -16,15 +16,20 @@ def build(settings, merged, label_map, shard_counts, elapsed_seconds):
             "pattern": "%s/%s/*.tfrecord" % (settings.output.rstrip("/"), name),
         }
     class_boxes = {}
-    for counts in merged["splits"].values():
+    for name, counts in merged["splits"].items():
+        if name not in base_splits(merged["splits"]):
+            continue
         for class_id, boxes in counts["classes"].items():
             class_boxes[class_id] = class_boxes.get(class_id, 0) + boxes
-    images = sum(s["images"] for s in splits.values())
+    published = settings.eval_pct is None
+    images = merged.get("frames", 0) if published else sum(s["images"] for s in splits.values())
     return {
         "source": settings.source,
         "output": settings.output,
         "eval_pct": settings.eval_pct,
-        "eval_share": round(splits[split.EVAL]["images"] / images, 4) if images else 0.0,
+        "eval_share": None if published else round(splits[split.EVAL]["images"] / images, 4) if images else 0.0,
+        "split_by": "published split files" if published else "hash",
+        "images": images,
         "splits": splits,
         "num_classes": label_map.num_classes,
         "label_id_shift": label_map.shift,
@@ -33,7 +38,7 @@ def build(settings, merged, label_map, shard_counts, elapsed_seconds):
             {"id": class_id, "name": name, "boxes": class_boxes.get(str(class_id), 0)}
             for class_id, name in sorted(label_map.names.items())
         ],
-        "frames_without_boxes": sum(s["negatives"] for s in splits.values()),
+        "frames_without_boxes": sum(s["negatives"] for n, s in splits.items() if n in base_splits(splits)),
         "boxes_clipped": merged["boxes_clipped"],
         "boxes_dropped": merged["boxes_dropped"],
         "images_reoriented": merged["images_reoriented"],
@@ -48,14 +53,27 @@ def build(settings, merged, label_map, shard_counts, elapsed_seconds):
     }
 
 
+def base_splits(names):
+    """The splits that are not a part of another (``train_small`` is a part of ``train``): each frame
+    is in one of them at most, so counts over them count each frame once."""
+    names = set(names)
+    return {n for n in names if not any(n.startswith(other + "_") for other in names)}
+
+
 def human(summary):
     """A few lines for the terminal."""
-    train, evaluation = summary["splits"][split.TRAIN], summary["splits"][split.EVAL]
+    splits = summary["splits"]
+    if summary.get("eval_pct") is None:
+        first = "Converted %d photos into %d published splits (%s) in %.0fs." % (
+            summary["images"], len(splits), ", ".join("%s %d" % (n, s["images"]) for n, s in splits.items()),
+            summary["elapsed_seconds"])
+    else:
+        train, evaluation = splits[split.TRAIN], splits[split.EVAL]
+        first = "Converted %d images (%d train, %d eval = %.1f%% eval) with %d boxes in %.0fs." % (
+            train["images"] + evaluation["images"], train["images"], evaluation["images"],
+            100 * summary["eval_share"], train["boxes"] + evaluation["boxes"], summary["elapsed_seconds"])
     lines = [
-        "Converted %d images (%d train, %d eval = %.1f%% eval) with %d boxes in %.0fs."
-        % (train["images"] + evaluation["images"], train["images"], evaluation["images"],
-           100 * summary["eval_share"], train["boxes"] + evaluation["boxes"],
-           summary["elapsed_seconds"]),
+        first,
         "num_classes: %d%s" % (
             summary["num_classes"],
             " (dataset label ids shifted by +1 because they start at 0)"
@@ -78,8 +96,9 @@ def human(summary):
     for conflict in summary["label_name_conflicts"]:
         lines.append("warning: label id %d has several names: %s"
                      % (conflict["label_id"], ", ".join(conflict["names"])))
-    lines.append("train: %s (%d shards)" % (train["pattern"], train["shards"]))
-    lines.append("eval:  %s (%d shards)" % (evaluation["pattern"], evaluation["shards"]))
+    width = max(len(name) for name in splits) + 1
+    for name, entry in splits.items():
+        lines.append("%s %s (%d shards)" % ((name + ":").ljust(width), entry["pattern"], entry["shards"]))
     lines.append("label map and summary: %s/label_map.pbtxt, %s/summary.json"
                  % (summary["output"].rstrip("/"), summary["output"].rstrip("/")))
     return "\n".join(lines)

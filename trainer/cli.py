@@ -103,6 +103,10 @@ def _hyperparameter_options(command):
 @main.command()
 @click.option("--dataset", required=True, help="a conversion output folder (local or gs://)")
 @click.option("--model-dir", help="checkpoints, TensorBoard summaries, params.yaml, metrics.json (%s)" % DEFAULT_MODEL_DIR)
+@click.option("--train-split", default="train", show_default=True, metavar="NAME",
+              help="the split to train on, e.g. train_small of the published UnityGroceries-Real")
+@click.option("--eval-split", metavar="NAME",
+              help="the split to evaluate on (default: eval, or val where the dataset has no eval split)")
 @_hyperparameter_options
 @click.option("--backbone", type=click.Choice(sorted(config.BACKBONES)), default="resnet-50", show_default=True,
               help="mobilenet for quick runs")
@@ -130,7 +134,7 @@ def _hyperparameter_options(command):
 @_verbose_option
 @_guarded
 def train(dataset, model_dir, params_overrides, **options):
-    """Train (and evaluate every --train-steps-per-eval steps) on the dataset's train split.
+    """Train (and evaluate every --train-steps-per-eval steps) on a split of the dataset (train by default).
 
     A model dir that holds checkpoints resumes from the newest (--max-steps must then exceed its
     step). metrics.json is written after each evaluation.
@@ -146,8 +150,10 @@ def train(dataset, model_dir, params_overrides, **options):
 @main.command()
 @click.option("--dataset", required=True, help="a conversion output: the synthetic eval split, or real photos")
 @click.option("--model-dir", help="the trained model's folder (%s)" % DEFAULT_MODEL_DIR)
-@click.option("--split", type=click.Choice(["eval", "train"]), default="eval", show_default=True,
-              help="which split of the dataset to score (real photos converted with --eval-pct 0 are in train)")
+@click.option("--split", metavar="NAME",
+              help="which split of the dataset to score: eval (the default; val where there is no eval), train "
+                   "(real photos converted with --eval-pct 0 are in train), or any split the dataset holds, e.g. "
+                   "test or test_low_contrast of the published UnityGroceries-Real")
 @click.option("--num-eval-images", type=int, default=0, help="images to score (default 0: all of the split)")
 @click.option("--output", help="where metrics.json and pr_curves.png go (default: MODEL_DIR/eval/<the dataset's "
                                 "parent and folder>-<split>-<hash of its path>/)")
@@ -206,7 +212,8 @@ def export(model_dir, output, checkpoint, verbose):
 @click.option("--model-dir", help="the trained model's folder (%s)" % DEFAULT_MODEL_DIR)
 @click.option("--dataset", required=True, help="a conversion output whose images to run the model on")
 @click.option("--output", help="where detections.json and contact_sheet.png go (default: MODEL_DIR/predictions)")
-@click.option("--split", type=click.Choice(["eval", "train"]), default="eval", show_default=True)
+@click.option("--split", metavar="NAME",
+              help="the split whose images to run on (default: eval, or val where there is no eval)")
 @click.option("--max-images", type=click.IntRange(min=1), default=50, show_default=True, help="images to run on")
 @click.option("--min-score", type=click.FloatRange(0, 1), default=0.3, show_default=True,
               help="detections below this score are left out")

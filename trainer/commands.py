@@ -60,8 +60,12 @@ def keep_log(folder, command):
 
 def train(dataset, model_dir=None, backbone="resnet-50", init_checkpoint=None, init_from=None, strategy="auto",
           tpu=None, num_classes=None, params_overrides=(), expect_accelerator=None, machine_type=None,
-          best_metric="AP", verbose=False, model_size="full", **hyperparameters):
-    """Train (and evaluate every ``train_steps_per_eval`` steps) on the dataset's train split.
+          best_metric="AP", verbose=False, model_size="full", train_split="train", eval_split=None,
+          **hyperparameters):
+    """Train (and evaluate every ``train_steps_per_eval`` steps) on a split of the dataset.
+
+    ``train_split`` is trained on (default train) and ``eval_split`` evaluated on (default eval, or
+    val where the dataset has no eval split, as the published UnityGroceries-Real).
 
     ``hyperparameters`` are the seed's (``config.HYPERPARAMETERS``); one left out, or None, takes its
     default, ``num_eval_images`` None means at most 200, and ``warmup_steps`` None means the seed's
@@ -79,13 +83,14 @@ def train(dataset, model_dir=None, backbone="resnet-50", init_checkpoint=None, i
         try:
             return _train(absolute(dataset), model_dir, backbone, init_checkpoint, init_from, strategy, tpu,
                           num_classes, params_overrides, expect_accelerator, machine_type, best_metric,
-                          model_size, hyperparameters)
+                          model_size, hyperparameters, train_split, eval_split)
         except (DatasetError, config.ConfigError, devices.AcceleratorMissing) as error:
             raise TrainerError(str(error)) from None
 
 
 def _train(dataset, model_dir, backbone, init_checkpoint, init_from, strategy, tpu, num_classes, params_overrides,
-           expect_accelerator, machine_type, best_metric, model_size, hyperparameters):
+           expect_accelerator, machine_type, best_metric, model_size, hyperparameters, train_split="train",
+           eval_split=None):
     try:
         promise = devices.parse_promise(expect_accelerator)
     except ValueError as error:
@@ -112,28 +117,39 @@ def _train(dataset, model_dir, backbone, init_checkpoint, init_from, strategy, t
     if not explicit_warmup:
         hp["warmup_steps"] = config.default_warmup_steps(hp["max_steps"])
     data = dataset_lib.load(dataset)
+    data.check_split(train_split, "--train-split")
+    if eval_split is None:
+        eval_split = data.default_eval_split() or "eval"
+        if eval_split != "eval":
+            _say("%s has no eval split: evaluating on %s (pass --eval-split to choose another)" % (data.path, eval_split))
+    else:
+        data.check_split(eval_split, "--eval-split")
+    eval_images = data.images.get(eval_split, 0)
     if num_classes is not None:
         highest = max(data.names or {0: None})
         if num_classes < 1 or num_classes < highest:
             raise TrainerError("--num-classes %d cannot hold the classes of %s, whose ids go up to %d; pass %d or "
                                "more (or leave it out)" % (num_classes, dataset, highest, max(highest, 1)))
         data.num_classes = num_classes
-    if not data.images["train"]:
-        raise TrainerError("%s has no training images" % dataset)
-    size = config.image_size(hp["image_size"], None if hp["image_size"] else dataset_lib.common_resolution(data))
-    if explicit_eval_images and hp["num_eval_images"] > data.images["eval"]:
-        raise TrainerError("--num-eval-images %d: the eval split holds %d images"
-                           % (hp["num_eval_images"], data.images["eval"]))
+    if not data.images[train_split]:
+        raise TrainerError("%s has no training images%s" % (
+            dataset, "" if train_split == "train" else " in its %s split" % train_split))
+    size = config.image_size(hp["image_size"], None if hp["image_size"] else
+                             dataset_lib.common_resolution(data, train_split))
+    if explicit_eval_images and hp["num_eval_images"] > eval_images:
+        raise TrainerError("--num-eval-images %d: the %s split holds %d images"
+                           % (hp["num_eval_images"], eval_split, eval_images))
     if not explicit_eval_images:
-        hp["num_eval_images"] = min(config.HYPERPARAMETERS["num_eval_images"], data.images["eval"])
-    mode = "train_and_eval" if data.images["eval"] else "train"
-    check_shards(data, ("train", "eval") if data.images["eval"] else ("train",))
+        hp["num_eval_images"] = min(config.HYPERPARAMETERS["num_eval_images"], eval_images)
+    mode = "train_and_eval" if eval_images else "train"
+    check_shards(data, (train_split, eval_split) if eval_images else (train_split,))
     if init_checkpoint and init_from:
         raise TrainerError("pass --init-checkpoint (a backbone) or --init-from (a whole trained model), not both")
     backbone_checkpoint = config.resolve_init_checkpoint(init_checkpoint, backbone)
     replicas = machines * max(1, gpus) if chosen == "multi_worker_mirrored" else max(1, gpus) \
         if chosen == "mirrored" else 1
-    values = config.overrides(data, hp, backbone, size, backbone_checkpoint, model_size=model_size, replicas=replicas)
+    values = config.overrides(data, hp, backbone, size, backbone_checkpoint, eval_split=eval_split,
+                              eval_images=eval_images, model_size=model_size, replicas=replicas, train_split=train_split)
     params = config.experiment([values] + [config.parse_override(o) for o in params_overrides])
     if best_metric not in engine.COCO_KEYS:
         raise TrainerError("--best-metric must be one of %s, got %s" % (", ".join(engine.COCO_KEYS), best_metric))
@@ -173,7 +189,7 @@ def _train(dataset, model_dir, backbone, init_checkpoint, init_from, strategy, t
     began = time.time()
 
     def evaluated(logs, at_step):
-        metrics = dict(engine.plain_metrics(logs, data.names), step=at_step, dataset=data.path, split="eval",
+        metrics = dict(engine.plain_metrics(logs, data.names), step=at_step, dataset=data.path, split=eval_split,
                        images=engine.images_scored())
         if chief:
             engine.write_metrics(metrics_path, metrics)
@@ -191,10 +207,13 @@ def _train(dataset, model_dir, backbone, init_checkpoint, init_from, strategy, t
             _say("  best %s so far: the checkpoint of step %d is kept in %s"
                  % (best_metric, at_step, os.path.join(model_dir, engine.BEST)))
 
-    _say("training %s%s on %s: %d classes, input %dx%d, batch %d, %d steps, %s every %d steps on %d images; "
+    _say("training %s%s on %s%s: %d classes, input %dx%d, batch %d, %d steps, %s every %d steps on %d images; "
          "starting from %s" % (
-             backbone, "" if model_size == "full" else " (%s)" % model_size, data.path, data.num_classes, size[0], size[1], params.task.train_data.global_batch_size,
-             params.trainer.train_steps, "evaluating" if mode == "train_and_eval" else "no eval split, not evaluating",
+             backbone, "" if model_size == "full" else " (%s)" % model_size, data.path,
+             "" if train_split == "train" else " (split %s)" % train_split, data.num_classes, size[0], size[1],
+             params.task.train_data.global_batch_size, params.trainer.train_steps,
+             "evaluating" + ("" if eval_split == "eval" else " on %s" % eval_split) if mode == "train_and_eval"
+             else "no eval split, not evaluating",
              params.trainer.validation_interval, hp["num_eval_images"],
              "the checkpoint at step %d" % step if step else starts_from))
     _say("learning rate: %s" % config.describe_schedule(params, explicit_warmup))
@@ -295,7 +314,7 @@ class damaged_shards_named:
 
 def first_damaged_shard(data):
     import tensorflow as tf
-    for split in ("train", "eval"):
+    for split in data.images:
         for path in sorted(tf.io.gfile.glob(data.pattern(split))):
             try:
                 for _ in tf.data.TFRecordDataset(path):
@@ -348,19 +367,30 @@ def latest_checkpoint(model_dir):
     return latest
 
 
-def evaluate(dataset, model_dir=None, split="eval", num_eval_images=0, output=None, checkpoint="latest",
+def evaluate(dataset, model_dir=None, split=None, num_eval_images=0, output=None, checkpoint="latest",
              verbose=False):
     """Score a checkpoint (``latest``, ``best`` or a step) with COCO AP/AR on a split of a conversion
     output; write OUTPUT/metrics.json and OUTPUT/pr_curves.png (default OUTPUT:
     MODEL_DIR/eval/<the dataset's folder and its parent>-<split>), TensorFlow's output to
     OUTPUT/evaluate.log, and return the metrics."""
     model_dir, dataset = model_dir_or_default(model_dir), absolute(dataset)
+    if split is None:
+        split = default_split(dataset)
     out_dir = absolute(output or default_eval_folder(model_dir, dataset, split))
     with quiet(verbose):
         try:
             return _evaluate(dataset, model_dir, split, num_eval_images, out_dir, checkpoint)
         except (DatasetError, config.ConfigError, FileNotFoundError) as error:
             raise TrainerError(str(error)) from None
+
+
+def default_split(dataset):
+    """eval, or val where the dataset has no eval split (the published UnityGroceries-Real splits)."""
+    from trainer import dataset as dataset_lib
+    try:
+        return dataset_lib.load(dataset).default_eval_split() or "eval"
+    except DatasetError as error:
+        raise TrainerError(str(error)) from None
 
 
 def default_eval_folder(model_dir, dataset_path, split):
@@ -386,7 +416,7 @@ def _evaluate(dataset, model_dir, split, num_eval_images, output, which):
         raise TrainerError("%s has class ids up to %d; the model knows %d classes. Convert real photos with "
                            "--label-map of the synthetic conversion" % (dataset, data.num_classes,
                                                                         trained.task.model.num_classes - 1))
-    available = data.images[split]
+    available = data.images[data.check_split(split)]
     if not available:
         raise TrainerError("the %s split of %s holds no images%s" % (
             split, dataset, "; try --split train" if split == "eval" and data.images["train"] else ""))
@@ -464,7 +494,7 @@ def export(model_dir=None, output=None, checkpoint="latest", verbose=False):
         return engine.export(params, chosen, out)
 
 
-def predict(dataset, model_dir=None, output=None, split="eval", max_images=50, min_score=0.3, checkpoint="latest",
+def predict(dataset, model_dir=None, output=None, split=None, max_images=50, min_score=0.3, checkpoint="latest",
             sheet_images=16, verbose=False):
     """Run the model on up to ``max_images`` images of a split: OUTPUT/detections.json holds COCO
     detections (image_id, category_id, bbox [x, y, width, height] in pixels, score) at or above
@@ -472,6 +502,8 @@ def predict(dataset, model_dir=None, output=None, split="eval", max_images=50, m
     ``(detections, contact sheet path)``."""
     model_dir, dataset = model_dir_or_default(model_dir), absolute(dataset)
     out_dir = absolute(output or os.path.join(model_dir, "predictions"))
+    if split is None:
+        split = default_split(dataset)
     with quiet(verbose):
         try:
             return _predict(dataset, model_dir, out_dir, split, max_images, min_score, checkpoint, sheet_images)
@@ -487,7 +519,7 @@ def _predict(dataset, model_dir, output, split, max_images, min_score, which, sh
     from trainer import dataset as dataset_lib
     from trainer import engine
     data = dataset_lib.load(dataset)
-    if not data.images[split]:
+    if not data.images[data.check_split(split)]:
         raise TrainerError("the %s split of %s holds no images" % (split, dataset))
     check_shards(data, (split,))
     params = engine.normalised_outputs(engine.load_params(model_dir))

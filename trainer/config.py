@@ -78,7 +78,7 @@ def check_model_size(model_size, backbone, fpn_type):
 
 
 def overrides(dataset, hp, backbone, size, init_checkpoint=None, eval_split="eval", eval_images=None,
-              model_size="full", replicas=1):
+              model_size="full", replicas=1, train_split="train"):
     """The ``params.override`` dict for the ``retinanet_resnetfpn_coco`` preset.
 
     The preset's own defaults that cannot work offline are replaced: its gs:// backbone checkpoint
@@ -125,7 +125,7 @@ def overrides(dataset, hp, backbone, size, init_checkpoint=None, eval_split="eva
             "per_category_metrics": True,
             "model": model,
             "train_data": {
-                "input_path": dataset.pattern("train"), "global_batch_size": int(hp["train_batch_size"]),
+                "input_path": dataset.pattern(train_split), "global_batch_size": int(hp["train_batch_size"]),
                 "dtype": "float32", "is_training": True,
                 "parser": {"aug_scale_min": float(hp["aug_scale_min"]), "aug_scale_max": float(hp["aug_scale_max"]),
                            "aug_rand_hflip": True},

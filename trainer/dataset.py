@@ -17,10 +17,24 @@ class Dataset:
     path: str
     num_classes: int          # ours: class ids 1..num_classes (Model Garden adds the background)
     names: dict               # {class id: name}
-    images: dict              # {split: images}
+    images: dict              # {split: images}: train and eval, or the published splits (train, val, test, ...)
 
     def pattern(self, split):
         return "%s/%s/*.tfrecord" % (self.path, split)
+
+    def check_split(self, split, option="--split"):
+        """Refuse a split the dataset does not hold, naming those it does."""
+        if split not in self.images:
+            raise DatasetError("%s %s: %s holds no such split; its splits: %s" % (
+                option, split, self.path, ", ".join("%s (%d images)" % item for item in self.images.items())))
+        return split
+
+    def default_eval_split(self):
+        """``eval``; where there is none, ``val`` (the published UnityGroceries-Real splits); else None."""
+        for name in ("eval", "val"):
+            if name in self.images:
+                return name
+        return None
 
 
 def load(path):
@@ -31,7 +45,7 @@ def load(path):
         with tf.io.gfile.GFile(path + "/label_map.pbtxt") as f:
             names = labels.parse_label_map(f.read())
         num_classes = int(summary["num_classes"])
-        images = {split: int(summary["splits"][split]["images"]) for split in ("train", "eval")}
+        images = {split: int(entry["images"]) for split, entry in summary["splits"].items()}
     except tf.errors.NotFoundError:
         raise DatasetError("%s is not a complete conversion output (no summary.json or label_map.pbtxt); "
                            "pass the --output folder of `python main.py` or `real_data_loader.py`" % path)
