@@ -72,6 +72,27 @@ def test_an_image_counted_twice_is_the_image_given_twice():
         assert table.metric(name, weights) == pytest.approx(e.stats[k], abs=1e-9), name
 
 
+def test_a_subset_of_the_images_scores_as_pycocotools_on_that_subset_alone():
+    """The published test_* subsets are taken from test's matches: the same numbers, per class too."""
+    imgs, gts, dts = dataset(4, images=60)
+    from trainer import engine
+    doc = json.loads(json.dumps(engine.match_table(evaluate(imgs, gts, dts))))
+    part = sorted(random.Random(5).sample(range(1, 61), 17))
+    table = cocoap.Table(cocoap.subset(doc, part, "test_low_contrast"))
+    alone = evaluate([i for i in imgs if i["id"] in part], [g for g in gts if g["image_id"] in part],
+                     [d for d in dts if d["image_id"] in part])
+    assert table.images == part and table.split == "test_low_contrast"
+    for name, k in STATS.items():
+        assert table.metric(name) == pytest.approx(alone.stats[k], abs=1e-9), name
+    precision = alone.eval["precision"]          # [iou, recall, class, area, max detections]
+    for k, class_id in enumerate(alone.params.catIds):
+        values = precision[:, :, k, 0, -1]
+        expected = float(values[values > -1].mean()) if (values > -1).any() else None
+        assert table.per_class("AP").get(class_id) == (pytest.approx(expected, abs=1e-9) if expected is not None
+                                                       else None), class_id
+    assert alone.stats[0] > 0.01
+
+
 def test_the_paired_bootstrap_knows_its_noise():
     imgs, gts, dts = dataset(3, images=120)
     noisy = table_of(evaluate(imgs, gts, dts))

@@ -165,3 +165,17 @@ def test_main_py_dry_run_on_dataflow_writes_nothing(gcs, tmp_path, monkeypatch, 
 def test_dataflow_needs_gs_paths(tmp_path, capsys):
     assert convert("--source", tmp_path, "--eval-pct", 20, *DATAFLOW_OPTIONS) == 2
     assert "--source must be a gs:// path with --runner DataflowRunner" in capsys.readouterr().err
+
+
+def test_a_log_kept_on_gs_is_copied_there_at_the_end(gcs):
+    """console.keep_log_at with a gs:// path (a trainer's train.log in a gs:// model dir, a leaderboard on gs://)."""
+    import os
+
+    from tfproc import console
+    with console.quiet():
+        os.write(1, b"chatter of a framework\n")
+        os.write(2, b"and its C++ start-up line\n")
+        console.keep_log_at("gs://%s/logs/run.log" % BUCKET)
+        console.say("our own line")
+    text = gcs.bucket(BUCKET).blob("logs/run.log").download_as_bytes().decode()
+    assert text.splitlines() == ["chatter of a framework", "and its C++ start-up line", "our own line"]

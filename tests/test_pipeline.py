@@ -68,6 +68,16 @@ def _real_photos(folder, label_map, eval_pct=100, name="real"):
     return folder / name
 
 
+def _groceries(folder, label_map):
+    """A small dataset in the published UnityGroceries-Real layout, converted with its split files
+    and checked against the synthetic label map."""
+    from tfproc import groceries_sample, realdata
+    made = groceries_sample.make_groceries(str(folder / "groceries"), photos=30, width=160, height=120, seed=4)
+    assert realdata.main(["--source", str(folder / "groceries"), "--label-map", str(label_map), "--output",
+                          str(folder / "groceries_out")]) == 0
+    return folder / "groceries_out", made
+
+
 def _runs(work_dir):
     return sorted(os.listdir(work_dir / "runs"))
 
@@ -109,15 +119,30 @@ def test_the_same_chain_twice_into_one_work_dir_keeps_each_run_and_the_productio
     assert first_comparison["verdict"] == "first model" and first_comparison["ci95"] is None
     assert report_cells(first / "report.html").cells["verdict"] == "first model"
 
-    # second run into the same work dir: its own folder; fine-tuned on real photos (seed 002), then
-    # compared with the first run's model
-    real = _real_photos(tmp_path, first / "output" / "label_map.pbtxt")
-    real_train = _real_photos(tmp_path, first / "output" / "label_map.pbtxt", eval_pct=0, name="real_train")
+    # second run into the same work dir: its own folder; fine-tuned on real photos (seed 002: the
+    # published train_small), then compared with the first run's model on the published test split
+    real, made = _groceries(tmp_path, first / "output" / "label_map.pbtxt")
     code, out, err = run("pipeline", "run", "--local", "--source", source, "--work-dir", work,
                          "--production-dir", production, "--real-dataset", real, "--run-id", "night-2",
-                         "--finetune-dataset", real_train, "--finetune-steps", 2, "--init-from", "production", *SMALL)
+                         "--real-split", "test", "--finetune-dataset", real, "--finetune-split", "train_small",
+                         "--finetune-steps", 2, "--init-from", "production", *SMALL)
     assert code == 0, err
     second = work / "runs" / "night-2"
+    tuned = json.loads((second / "finetuned" / "metrics.json").read_text())
+    assert tuned["split"] == "val" and tuned["images"] == len(made["splits"]["val"])     # trained on train_small
+    assert "train_small" in (second / "finetuned" / "params.yaml").read_text()
+    subsets = ["test_high_contrast", "test_high_ratio", "test_low_contrast", "test_low_ratio"]
+    compared = json.loads((second / "comparison.json").read_text())
+    assert compared["candidate_metrics"]["real"]["split"] == "test" and compared["images"] == len(made["splits"]["test"])
+    cells = report_cells(second / "report.html").cells
+    for subset in subsets:
+        scored = compared["candidate_metrics"]["real:" + subset]
+        assert scored["split"] == subset and scored["images"] == len(made["splits"][subset])
+        assert compared["production_metrics"]["real:" + subset]["images"] == len(made["splits"][subset])
+        interval = compared["intervals"]["real:%s.AP" % subset]
+        assert interval["difference"] == pytest.approx(scored["AP"] - compared["production_metrics"]["real:" + subset]["AP"])
+        assert float(cells["real:%s.AP.candidate" % subset]) == scored["AP"]
+        assert "real:%s.AP.ci95" % subset in cells
     log = (second / "pipeline.log").read_text() + out + err       # in this process, KFP's output is captured here
     assert "the candidate starts from the production model %s" % (production / "models" / "night-1") in log
     assert "starting from the whole network of %s (step 4)" % (production / "models" / "night-1") in log
@@ -177,6 +202,15 @@ def test_the_same_chain_twice_into_one_work_dir_keeps_each_run_and_the_productio
     assert "production (night-1) on %s: scored before" % (second / "output") in done.stderr
     cells = report_cells(folder / "report.html").cells
     assert float(cells["night-2.value"]) == by_run["night-2"]["value"]
+    assert board["real_split"] == "test" and board["subsets"] == subsets       # the published test split decides
+    assert by_run["night-2"]["value"] == compared["candidate_metrics"]["real"]["AP"]
+    for subset in subsets:
+        for entry in board["entries"]:
+            shown = entry["subsets"][subset]
+            assert shown["images"] == len(made["splits"][subset])
+            assert float(cells["%s.%s.value" % (entry["run"], subset)]) == shown["value"]
+        assert by_run["night-2"]["subsets"][subset]["value"] == compared["candidate_metrics"]["real:" + subset]["AP"]
+    assert "test_low_contrast %.4f" % by_run["night-2"]["subsets"]["test_low_contrast"]["value"] in done.stdout
     done = subprocess.run(board_command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0 and "scoring the checkpoint" not in done.stderr, done.stderr   # all reused
 

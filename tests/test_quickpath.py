@@ -97,13 +97,30 @@ def test_the_readme_quick_path_runs_as_written(tmp_path):
         assert "Traceback" not in printed and "WARNING" not in printed, printed
         print("%.0f s: %s" % (time.monotonic() - began, block.splitlines()[0]))
         outputs.append(printed)
-    pipeline, inspected = outputs
+    pipeline, table, inspected = outputs
     for line in ("transfer  succeeded", "train     step 40/40", "train     evaluation at step 40 on",
                  "promote   succeeded", "promoted the candidate to %s" % (work / "runs" / "pipe" / "production")):
         assert line in pipeline, pipeline
     assert "I tensorflow" not in pipeline and "oneDNN" not in pipeline
     assert json.loads((work / "runs/pipe/runs/first/steps/train.json").read_text())["state"] == "succeeded"
     assert (work / "sample" / "preview" / "contact_sheet.png").exists() and inspected
+
+    # seed 002's table: five models ranked on the published test split, a column per subset
+    (board_dir,) = (work / "runs" / "table" / "leaderboards").glob("20*")
+    board = json.loads((board_dir / "leaderboard.json").read_text())
+    assert sorted(e["run"] for e in board["entries"]) == sorted(["synthetic", "real", "synthetic+76", "synthetic+380",
+                                                                "synthetic+760"])
+    assert board["real_split"] == "test" and board["dataset"] is None
+    assert board["subsets"] == ["test_high_contrast", "test_high_ratio", "test_low_contrast", "test_low_ratio"]
+    splits = json.loads((work / "groceries-out" / "summary.json").read_text())["splits"]
+    assert board["images"] == splits["test"]["images"]
+    for entry in board["entries"]:
+        assert entry["kind"] == "model" and set(entry["subsets"]) == set(board["subsets"])
+        assert "%d. %s" % (entry["rank"], entry["run"]) in table
+    for split in ("train_small", "train_medium", "train"):
+        tuned = json.loads((work / "runs" / ("synthetic+" + split) / "metrics.json").read_text())
+        assert tuned["split"] == "val" and tuned["images"] == splits["val"]["images"]
+    assert "no eval split: evaluating on val" in table
 
 
 def test_run_sample_asks_before_deleting_a_folder_it_did_not_make(tmp_path):

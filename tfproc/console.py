@@ -68,6 +68,18 @@ def quiet(verbose=False):
 _state = {"local": None, "remote": None, "temporary": None}
 
 
+def _upload(local_path, remote_path):
+    """Copy the log to its gs:// place at the end; the log is a convenience, so a failure is a warning."""
+    try:
+        from tfproc import fsutil
+        with open(local_path, "rb") as f:
+            fsutil.write_atomically(remote_path, f.read())
+    except Exception as error:
+        say("warning: could not copy the log to %s (%s); it is in %s" % (remote_path, error, local_path))
+        return
+    os.unlink(local_path)
+
+
 def drop_temporary_log():
     """Remove the log of the current ``quiet()`` while it still lies in the temporary folder (no
     ``keep_log_at`` yet): for a process about to end at once on a signal."""

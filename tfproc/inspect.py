@@ -8,7 +8,8 @@ import os
 import struct
 import sys
 
-from tfproc import fsutil, imageheader, labels, records, split
+from tfproc import fsutil, imageheader, labels, published, records, split
+from tfproc.summary import base_splits
 
 REQUIRED = ("image/encoded", "image/format", "image/height", "image/width", "image/filename",
             "image/source_id", "image/key/sha256", "image/object/bbox/xmin", "image/object/bbox/xmax",
@@ -76,7 +77,9 @@ class Stats:
         self.split_boxes = collections.Counter()     # split -> boxes
         self.split_negatives = collections.Counter()
 
-    def add(self, split_name, example, problems, where):
+    def add(self, split_name, example, problems, where, counted=True):
+        """One record of ``split_name``; ``counted`` False for a subset's (``test_low_contrast``), whose
+        photos the base split (``test``) counts already."""
         self.records[split_name] += 1
         for problem in problems:
             self.problem_count += 1
@@ -85,11 +88,13 @@ class Stats:
         if "image/width" not in example or "image/object/class/label" not in example:
             return
         width, height = example["image/width"][0], example["image/height"][0]
-        self.resolutions[(width, height)] += 1
         labels = example["image/object/class/label"]
-        self.negatives += 0 if labels else 1
         self.split_negatives[split_name] += 0 if labels else 1
         self.split_boxes[split_name] += len(labels)
+        if not counted:
+            return
+        self.resolutions[(width, height)] += 1
+        self.negatives += 0 if labels else 1
         for label, xmin, ymin, xmax, ymax in zip(labels, *(example["image/object/bbox/" + k]
                                                           for k in ("xmin", "ymin", "xmax", "ymax"))):
             self.boxes[label] += 1
@@ -115,9 +120,12 @@ def inspect(output, preview=0):
     except (OSError, ValueError) as error:
         raise ValueError("cannot read the label map %s: %s" % (label_map_path, error))
     stats, sample = Stats(), []     # sample: the ``preview`` records with the smallest order keys
-    seen = set()
-    for split_name in (split.TRAIN, split.EVAL):
+    names = split_names(output)
+    bases = base_splits(names)
+    seen = {}                       # source id -> the base split it is in
+    for split_name in names:
         folder = fsutil.join(output, split_name)
+        counted = split_name in bases
         for rel in sorted(r for r in fsutil.list_tree(folder) if r.endswith(".tfrecord")):
             stats.shards[split_name] += 1
             path = fsutil.join(folder, rel)
@@ -132,17 +140,31 @@ def inspect(output, preview=0):
                             continue
                         problems = check_example(example, label_map)
                         key = (example.get("image/source_id") or [b""])[0]
-                        if key in seen:
+                        if (key, split_name) in seen or counted and key in seen:
                             problems.append("source_id %r appears twice" % key.decode("utf-8", "replace"))
-                        seen.add(key)
-                        stats.add(split_name, example, problems, where)
-                        if preview and not problems:
+                        seen[(key, split_name)] = True
+                        if counted:
+                            seen[key] = split_name
+                        stats.add(split_name, example, problems, where, counted)
+                        if preview and counted and not problems:
                             name = example["image/filename"][0].decode("utf-8", "replace")
                             sample = sorted(sample + [(split.order_of(name), example)],
                                             key=lambda item: item[0])[:preview]
             except ValueError as error:
                 stats.add(split_name, {}, ["%s" % error], "%s/%s" % (split_name, rel))
     return stats, label_map, [example for _, example in sample]
+
+
+def split_names(output):
+    """The split folders of ``output`` that hold shards (train and eval, or the published splits), in
+    reading order; train and eval at least."""
+    from tfproc import output as output_lib
+    summary, _ = read_summary(output)
+    found = set(output_lib.split_folders(output))
+    if not (isinstance(summary, dict) and summary.get("split_by") == published.SPLIT_BY):
+        found |= {split.TRAIN, split.EVAL}
+    return published.ordered(found)
+
 
 
 def _open(path):
@@ -152,8 +174,9 @@ def _open(path):
 
 
 def report(stats, label_map, summary=None):
-    lines = ["records: %s" % ", ".join("%s %d (%d shards)" % (s, stats.records[s], stats.shards[s])
-                                        for s in (split.TRAIN, split.EVAL))]
+    hashed = not (isinstance(summary, dict) and summary.get("split_by") == published.SPLIT_BY)
+    shown = published.ordered(set(stats.shards) | ({split.TRAIN, split.EVAL} if hashed else set()))
+    lines = ["records: %s" % ", ".join("%s %d (%d shards)" % (s, stats.records[s], stats.shards[s]) for s in shown)]
     lines.append("frames without boxes: %d" % stats.negatives)
     lines.append("boxes per class (%d classes in the label map):" % len(label_map))
     for class_id in sorted(set(label_map) | set(stats.boxes)):
@@ -193,7 +216,8 @@ def summary_problems(summary, stats, label_map):
     if not isinstance(splits, dict):
         problems.append("has no splits")
     else:
-        for name in (split.TRAIN, split.EVAL):
+        expected = list(splits) if summary.get("split_by") == published.SPLIT_BY else [split.TRAIN, split.EVAL]
+        for name in published.ordered(set(expected) | set(stats.shards)):
             entry = splits.get(name)
             if not isinstance(entry, dict):
                 problems.append("has no %s split" % name)
@@ -305,7 +329,7 @@ def main(argv=None):
             else unread), file=sys.stderr)
         return 1
     if not sum(stats.records.values()):
-        print("error: no records under %s/train or %s/eval" % (output, output), file=sys.stderr)
+        print("error: no records under %s/<split>/" % output, file=sys.stderr)
         return 1
     if args.preview:
         written = draw_previews(sample, label_map, args.preview_dir)

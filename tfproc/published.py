@@ -13,6 +13,7 @@ import re
 DEFINITIONS = "annotation_definitions.json"
 SPLIT_FILE = re.compile(r"^groceries_real_([a-z][a-z0-9_]{0,63})\.txt$")
 FILE_PATTERN = "groceries_real_<split>.txt"
+SPLIT_BY = "published split files"      # summary.json's split_by for a conversion by these files
 
 BAD_INDEX = "bad split index"
 DUPLICATE = "duplicate split index"
@@ -57,6 +58,14 @@ def label_map_differences(definitions, label_map):
         elif theirs != name:
             lines.append("label id %d is %r in %s and %r in the label map" % (label_id, name, DEFINITIONS, theirs))
     return lines
+
+
+def ordered(names):
+    """Split names as a person reads them: train and its parts, val, test and its subsets, the rest."""
+    def key(name):
+        family = next((i for i, f in enumerate(("train", "val", "test")) if name == f or name.startswith(f + "_")), 3)
+        return family, name.count("_"), name
+    return sorted(names, key=key)
 
 
 def is_training(split):

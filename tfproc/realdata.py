@@ -108,10 +108,7 @@ def check_published(found, args, label_map):
     names = set()
     for dataset in with_splits:
         names.update(dataset.splits)
-    found.split_names = tuple(sorted(names, key=lambda n: (SPLIT_ORDER.index(n) if n in SPLIT_ORDER else 9, n)))
-
-
-SPLIT_ORDER = ("train", "val", "test")
+    found.split_names = tuple(published.ordered(names))
 
 
 def _where(dataset):

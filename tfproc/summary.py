@@ -1,4 +1,5 @@
 """summary.json and the short human summary printed at the end of a run."""
+from tfproc import published as published_lib
 from tfproc import report as report_lib
 from tfproc import split
 
@@ -28,7 +29,7 @@ def build(settings, merged, label_map, shard_counts, elapsed_seconds):
         "output": settings.output,
         "eval_pct": settings.eval_pct,
         "eval_share": None if published else round(splits[split.EVAL]["images"] / images, 4) if images else 0.0,
-        "split_by": "published split files" if published else "hash",
+        "split_by": published_lib.SPLIT_BY if published else "hash",
         "images": images,
         "splits": splits,
         "num_classes": label_map.num_classes,
@@ -62,7 +63,7 @@ def base_splits(names):
 
 def human(summary):
     """A few lines for the terminal."""
-    splits = summary["splits"]
+    splits = {name: summary["splits"][name] for name in published_lib.ordered(summary["splits"])}
     if summary.get("eval_pct") is None:
         first = "Converted %d photos into %d published splits (%s) in %.0fs." % (
             summary["images"], len(splits), ", ".join("%s %d" % (n, s["images"]) for n, s in splits.items()),

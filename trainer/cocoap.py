@@ -123,6 +123,16 @@ def load(text):
     return Table(json.loads(text))
 
 
+def subset(doc, images, split=None):
+    """A match table document restricted to ``images`` (a part of those it scored): matching is
+    per image, so its numbers are pycocotools' own on those images alone."""
+    wanted = set(images)
+    out = dict(doc, images=[i for i in doc["images"] if i in wanted], rows=[r for r in doc["rows"] if r["image"] in wanted])
+    if split is not None:
+        out["split"] = split
+    return out
+
+
 def paired_bootstrap(candidate, production, name, resamples=200, seed=0):
     """The difference candidate minus production in metric ``name`` on the same images, and its 95%
     interval from ``resamples`` resamples of the images (each resample scores both models on the

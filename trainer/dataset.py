@@ -5,7 +5,7 @@ import json
 
 import tensorflow as tf
 
-from tfproc import labels
+from tfproc import labels, published
 
 
 class DatasetError(Exception):
@@ -45,7 +45,7 @@ def load(path):
         with tf.io.gfile.GFile(path + "/label_map.pbtxt") as f:
             names = labels.parse_label_map(f.read())
         num_classes = int(summary["num_classes"])
-        images = {split: int(entry["images"]) for split, entry in summary["splits"].items()}
+        images = {split: int(summary["splits"][split]["images"]) for split in published.ordered(summary["splits"])}
     except tf.errors.NotFoundError:
         raise DatasetError("%s is not a complete conversion output (no summary.json or label_map.pbtxt); "
                            "pass the --output folder of `python main.py` or `real_data_loader.py`" % path)

@@ -16,6 +16,10 @@ from launcher.errors import LauncherError, StepFailed, UsageError
 @click.option("--dataset", default="", help="synthetic data all are scored on (default: the newest run's output)")
 @click.option("--real-dataset", default="", help="real photos all are scored on (default: the ones the newest run "
                                                  "was compared on)")
+@click.option("--real-split", default="", metavar="NAME", help="the split of the real data that ranks them (default: "
+                                                              "eval, else test); each test_* subset gets a column")
+@click.option("--model", "models", multiple=True, metavar="NAME=MODEL_DIR",
+              help="a model trained by hand (python -m trainer train) to rank beside the runs (repeatable)")
 @click.option("--since", default="", metavar="8w|30d|12h", help="only the runs that ended this recently")
 @click.option("--metric", default="", callback=check_metric, help="what ranks them (default: real.AP with real "
                                                                    "data, else synthetic.AP)")
@@ -29,8 +33,8 @@ from launcher.errors import LauncherError, StepFailed, UsageError
 @click.option("--verbose", is_flag=True, help="show TensorFlow's output instead of writing it to the leaderboard's "
                                               "leaderboard.log")
 @endpoint_option
-def pipeline_leaderboard(work_dir, production_dir, dataset, real_dataset, since, metric, schedule, project, region,
-                         pipeline_root, image, dry_run, verbose, api_endpoint):
+def pipeline_leaderboard(work_dir, production_dir, dataset, real_dataset, real_split, models, since, metric, schedule,
+                         project, region, pipeline_root, image, dry_run, verbose, api_endpoint):
     """Score the best checkpoint of every complete candidate and the production model on the same
     data, and rank them with intervals: WORK_DIR/leaderboards/<date>/leaderboard.json and
     report.html. A model already scored on the same data is not scored again."""
@@ -41,10 +45,20 @@ def pipeline_leaderboard(work_dir, production_dir, dataset, real_dataset, since,
         raise UsageError(str(error))
     production_dir = production_dir or work_dir.rstrip("/") + "/production"
     arguments = {"work_dir": work_dir, "production_dir": production_dir, "dataset": dataset,
-                 "real_dataset": real_dataset, "since": since, "metric": metric}
+                 "real_dataset": real_dataset, "since": since, "metric": metric, "real_split": real_split}
+    if real_split and real_dataset and "://" not in real_dataset:
+        from launcher.decide import scores
+        try:
+            scores.check_split(real_dataset, real_split, "--real-split")
+        except StepFailed as error:
+            raise UsageError(str(error))
+    named = _named_models(models)
     if schedule:
+        if named:
+            raise UsageError("--model ranks models trained by hand here; a --schedule ranks the pipeline's runs")
         _schedule_leaderboard(arguments, schedule, project, region, pipeline_root, image, dry_run, api_endpoint)
         return
+    arguments["models"] = named
     require_extra("tensorflow", "train")
     from tfproc import console
     for key in ("work_dir", "production_dir", "dataset", "real_dataset"):
@@ -66,12 +80,32 @@ def pipeline_leaderboard(work_dir, production_dir, dataset, real_dataset, since,
             entry["rank"], entry["run"], entry["kind"], board["metric"], entry["value"],
             "[%.4f, %.4f]" % tuple(entry["ci95"]) if entry["ci95"] else "[no interval]",
             "  %+.4f against production: %s" % (vs["difference"], vs["verdict"]) if vs else ""))
+        if board["subsets"]:
+            click.echo("   %s" % ", ".join("%s %.4f" % (s, entry["subsets"][s]["value"]) for s in board["subsets"]))
     for skipped in board["skipped"]:
         click.echo("left out %s: %s" % (skipped["run"], skipped["why"]))
     if board["resamples_left_out"]:
         click.echo("%d of %d resamples held no ground-truth box and were left out of the intervals"
                    % (board["resamples_left_out"], board["resamples"] + board["resamples_left_out"]))
     click.echo("leaderboard: %s/leaderboard.json and report.html" % board["folder"])
+
+
+def _named_models(models):
+    """``[(name, model dir)]`` of the --model NAME=MODEL_DIR values, each checked."""
+    named = []
+    for value in models:
+        name, sep, model_dir = value.partition("=")
+        name, model_dir = name.strip(), model_dir.strip()
+        if not sep or not name or not model_dir:
+            raise UsageError("--model takes NAME=MODEL_DIR (e.g. synthetic=models/synthetic), got %r" % value)
+        if name in [n for n, _ in named]:
+            raise UsageError("--model %s is given twice; give each model a name of its own" % name)
+        if "://" not in model_dir:
+            if not os.path.isdir(model_dir):
+                raise UsageError("--model %s: %s is not a folder" % (name, model_dir))
+            model_dir = os.path.abspath(model_dir)
+        named.append((name, model_dir))
+    return named
 
 
 def _schedule_leaderboard(arguments, schedule, project, region, pipeline_root, image, dry_run, api_endpoint):

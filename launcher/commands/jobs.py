@@ -40,6 +40,9 @@ DEPRECATION = ("Note: Google shut down legacy AI Platform Training (the ml v1 AP
               show_default=True, help="vertex: the trainer's backbone")
 @click.option("--model-size", type=click.Choice(["full", "small"]), default="full", show_default=True,
               help="vertex, local: the trainer's --model-size (small: a thin MobileNetV2 detector for quick tries)")
+@click.option("--train-split", metavar="NAME", help="vertex, local: the split trained on (default train; e.g. "
+                                                   "train_small of the published UnityGroceries-Real)")
+@click.option("--eval-split", metavar="NAME", help="vertex, local: the split evaluated on (default eval, else val)")
 @click.option("--init-checkpoint", metavar="imagenet|none|gs://...",
               help="vertex: where the backbone starts (default: imagenet for resnet-50, Model Garden's published "
                    "ImageNet checkpoint; none for the others)")

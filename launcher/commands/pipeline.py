@@ -53,6 +53,12 @@ def _pipeline_parameter_options(command):
         click.option("--real-dataset", default="", help="real photos converted by real_data_loader.py (seed 002)"),
         click.option("--finetune-dataset", default="", help="real photos converted with the synthetic label map: "
                                                             "fine-tune the candidate on them, then evaluate that"),
+        click.option("--real-split", default="", metavar="NAME",
+                     help="the split of --real-dataset that decides (default: eval, else test); every test_* subset "
+                          "it holds is scored too (UnityGroceries-Real's test_low_contrast, ...)"),
+        click.option("--finetune-split", default="", metavar="NAME",
+                     help="the split of --finetune-dataset to fine-tune on (default train; e.g. train_small or "
+                          "train_medium, seed 002's 76 and 380 photos)"),
         click.option("--finetune-steps", default=2000, show_default=True, type=click.IntRange(min=1),
                      help="steps of the fine-tuning"),
         click.option("--production-dir", default="", help="where production models live (default: WORK_DIR/production)"),
@@ -104,7 +110,8 @@ def _arguments(kw, work_dir, backend, project, region, image, run_name=""):
     values = {key: kw[key] for key in ("source", "run_definition_id", "run_execution_id", "bucket", "usim_token_secret",
                                        "eval_pct", "real_dataset", "finetune_dataset", "metric", "backbone",
                                        "model_size", "params_override", "accelerator", "image_size", "promote_mode",
-                                       "init_checkpoint", "min_improvement", "init_from", "train_timeout")}
+                                       "init_checkpoint", "min_improvement", "init_from", "train_timeout",
+                                       "real_split", "finetune_split")}
     values.update({name: kw[name] for name in jobspec.HYPERPARAMETERS if name != "image_size"})
     values.update(work_dir=work_dir.rstrip("/"), backend=backend, project=project or "", region=region,
                   production_dir=(kw["production_dir"] or work_dir.rstrip("/") + "/production"),
@@ -112,6 +119,7 @@ def _arguments(kw, work_dir, backend, project, region, image, run_name=""):
                   finetune_steps=kw["finetune_steps"] if kw["finetune_dataset"] else 0)
     if not values["source"] and not (values["run_execution_id"] and values["bucket"]):
         raise LauncherError("pass --source, or --run-definition-id, --run-execution-id and --bucket", exit_code=2)
+    _check_splits(values)
     from trainer import config as trainer_config
     try:
         trainer_config.check_model_size(values["model_size"], values["backbone"], values["fpn_type"])
@@ -125,6 +133,23 @@ def _arguments(kw, work_dir, backend, project, region, image, run_name=""):
         except trainer_config.ConfigError as error:
             raise LauncherError(str(error), exit_code=2)
     return values
+
+
+def _check_splits(values):
+    """--real-split and --finetune-split name a split of their dataset (checked where it is local)."""
+    from launcher.decide import scores
+    for split, dataset, option, needs in (("real_split", "real_dataset", "--real-split", "--real-dataset"),
+                                          ("finetune_split", "finetune_dataset", "--finetune-split",
+                                           "--finetune-dataset")):
+        if not values[split]:
+            continue
+        if not values[dataset]:
+            raise UsageError("%s needs %s, the conversion output it is a split of" % (option, needs))
+        if "://" not in values[dataset]:
+            try:
+                scores.check_split(values[dataset], values[split], option)
+            except StepFailed as error:
+                raise UsageError(str(error))
 
 
 @click.command("compile")

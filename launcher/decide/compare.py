@@ -4,7 +4,7 @@ verdict, written to RUN_DIR/comparison.json."""
 import math
 
 from launcher.decide import production as production_lib
-from launcher.decide.scores import default_metric, evaluate_all, metric_value
+from launcher.decide.scores import default_metric, evaluate_all, metric_value, ordered
 from launcher.errors import StepFailed
 from tfproc import fsutil
 from trainer import cocoap
@@ -18,13 +18,14 @@ REPORTED = ("AP", "AP50", "AP75", "ARmax100")      # the report's metric table, 
 
 
 def compare(candidate, production_dir, dataset, real_dataset="", metric="", folder="", min_improvement=0.0,
-            resamples=RESAMPLES):
+            resamples=RESAMPLES, real_split=""):
     """Candidate against the production model on the same images, by ``metric`` (e.g. real.AP):
     the difference, its 95% interval from a paired bootstrap over the images (the detections and
     their matching computed once), and the verdict: ``better`` when the interval lies above
     ``min_improvement``, ``worse`` when it lies below 0, ``within noise`` otherwise. The
     production model's scores go under FOLDER/production_scores/, never into the production folder;
-    the comparison is written to FOLDER/comparison.json."""
+    the comparison is written to FOLDER/comparison.json. The real data's subsets (``real:test_*``)
+    get their differences and intervals too; the verdict is on ``metric`` alone."""
     metric = metric or default_metric(real_dataset)
     where, _, key = metric.partition(".")
     production = production_lib.current_model(production_dir)
@@ -41,10 +42,11 @@ def compare(candidate, production_dir, dataset, real_dataset="", metric="", fold
         scored = {}
     else:
         scored = evaluate_all(production, dataset, real_dataset,
-                              output=fsutil.join(folder, "production_scores") if folder else fsutil.join(production, "eval"))
+                              output=fsutil.join(folder, "production_scores") if folder else fsutil.join(production, "eval"),
+                              real_split=real_split or (candidate.get("real") or {}).get("split", ""))
         result.update(production=metric_value(scored, metric), production_metrics=scored)
-        tables = {split: _tables(candidate[split], scored[split]) for split in ("synthetic", "real")
-                  if split in candidate and split in scored}
+        tables = {split: _tables(candidate[split], scored[split]) for split in ordered(candidate)
+                  if split in scored}
         result["intervals"] = {"%s.%s" % (split, name): _interval(tables[split], name, resamples)
                                for split in tables for name in sorted(set(REPORTED) | {key})}
         result.update(result["intervals"][metric])
@@ -52,7 +54,7 @@ def compare(candidate, production_dir, dataset, real_dataset="", metric="", fold
         result["better"] = result["verdict"] == "better"
     result["per_class"] = {name: {cls: {"candidate": ap, "production": (scored.get(name) or {}).get(
         "per_class_AP", {}).get(cls)} for cls, ap in sorted((candidate[name].get("per_class_AP") or {}).items())}
-        for name in ("synthetic", "real") if name in candidate}
+        for name in ordered(candidate)}
     if folder:
         fsutil.write_json(fsutil.join(folder, "comparison.json"), result)
     return result

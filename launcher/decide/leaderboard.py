@@ -19,8 +19,9 @@ import numpy as np
 
 from launcher.decide import production as production_lib
 from launcher.decide import report as report_lib
+from launcher.decide import subset_scores
 from launcher.decide.compare import RESAMPLES
-from launcher.decide.scores import split_with_images
+from launcher.decide.scores import SUBSET, check_split, split_with_images, subsets
 from launcher.errors import StepFailed
 from tfproc import console, fsutil
 from trainer import cocoap
@@ -84,24 +85,32 @@ def scored_before(folders, dataset, split, digest):
     return None
 
 
-def score(model_dir, dataset, scores_root, name):
-    """COCO scores and matches of ``model_dir``'s best checkpoint (else its newest) on ``dataset``.
-    Reused when the same weights (``engine.checkpoint_digest``: a folder trained again to the same
-    step holds other weights) were scored on that data before: under SCORES_ROOT, or by the run's
-    own evaluate step."""
+def score(model_dir, dataset, scores_root, name, split="", within=None):
+    """COCO scores and matches of ``model_dir``'s best checkpoint (else its newest) on ``dataset``'s
+    ``split`` (default: eval, else test). Reused when the same weights (``engine.checkpoint_digest``:
+    a folder trained again to the same step holds other weights) were scored on that split of that
+    data before: under SCORES_ROOT, or by the run's own evaluate step. A subset of the split scored
+    in ``within`` is taken from its matches (``subset_scores``)."""
     from trainer import commands, engine
     checkpoint = engine.choose_checkpoint(model_dir, "best") or engine.choose_checkpoint(model_dir, "latest")
     if not checkpoint:
         raise StepFailed("%s holds no checkpoint" % model_dir)
-    step, split, digest = engine.step_of(checkpoint), split_with_images(dataset), engine.checkpoint_digest(checkpoint)
+    split = split or split_with_images(dataset)
+    step, digest = engine.step_of(checkpoint), engine.checkpoint_digest(checkpoint)
     key = hashlib.sha1(("%s\n%s\n%s" % (digest, dataset, split)).encode()).hexdigest()[:16]
     out = fsutil.join(scores_root, key)
-    before = scored_before((out, fsutil.join(model_dir, "eval_synthetic"), fsutil.join(model_dir, "eval_real")),
-                           dataset, split, digest)
+    before = scored_before((out, fsutil.join(model_dir, "eval_synthetic"), fsutil.join(model_dir, "eval_real"),
+                            fsutil.join(model_dir, "eval_real_" + split)), dataset, split, digest)
+    what = dataset if split in ("eval", "test") else "%s (%s)" % (dataset, split)
     if before:
-        console.say("  %s on %s: scored before (%s)" % (name, dataset, os.path.dirname(before["matches"])))
+        console.say("  %s on %s: scored before (%s)" % (name, what, os.path.dirname(before["matches"])))
         return before
-    console.say("  %s on %s: scoring the checkpoint of step %d" % (name, dataset, step))
+    if within is not None and within.get("checkpoint_digest") == digest:
+        derived = subset_scores.derive(within, dataset, split, out)
+        if derived is not None:
+            console.say("  %s on %s: from its %s matches" % (name, what, within.get("split")))
+            return derived
+    console.say("  %s on %s: scoring the checkpoint of step %d" % (name, what, step))
     try:
         metrics = commands.evaluate(dataset, model_dir, split, output=out, checkpoint=str(step))
     except commands.TrainerError as error:
@@ -111,26 +120,39 @@ def score(model_dir, dataset, scores_root, name):
 
 
 def build(work_dir, production_dir, dataset="", real_dataset="", since="", metric="", resamples=RESAMPLES,
-          today=None):
-    """Score every complete candidate and the production model on the same data; write
-    W/leaderboards/<date>/leaderboard.json and report.html. Returns the leaderboard."""
+          today=None, real_split="", models=()):
+    """Score every complete candidate, each of ``models`` (``(name, model dir)`` trained by hand) and
+    the production model on the same data (the real data's ``real_split``, default eval, else
+    test, and each ``test_*`` subset it holds); write W/leaderboards/<date>/leaderboard.json and
+    report.html. Returns the leaderboard."""
     skipped = []
     runs = complete_runs(work_dir, since_seconds(since), skipped=skipped)
-    if not runs:
+    if not runs and not models:
         raise StepFailed("no complete run under %s%s" % (fsutil.join(work_dir, "runs"), " since %s ago" % since if since
                                                           else ""))
-    newest = fsutil.join(fsutil.join(work_dir, "runs"), runs[0][0])
-    dataset = dataset or fsutil.join(newest, "output")
-    if not real_dataset:
-        compared = fsutil.read_json_or_none(fsutil.join(newest, "comparison.json")) or {}
-        real_dataset = ((compared.get("candidate_metrics") or {}).get("real") or {}).get("dataset", "")
+    if runs:
+        newest = fsutil.join(fsutil.join(work_dir, "runs"), runs[0][0])
+        dataset = dataset or fsutil.join(newest, "output")
+        if not real_dataset:
+            compared = fsutil.read_json_or_none(fsutil.join(newest, "comparison.json")) or {}
+            real_dataset = ((compared.get("candidate_metrics") or {}).get("real") or {}).get("dataset", "")
+    elif not (dataset or real_dataset):
+        raise StepFailed("--model: pass the data to score them on, --real-dataset and or --dataset")
     metric = metric or ("real.AP" if real_dataset else "synthetic.AP")
     where, _, key = metric.partition(".")
-    if key not in cocoap.SUPPORTED or where not in ("synthetic", "real") or (where == "real" and not real_dataset):
-        raise StepFailed("--metric %s: pass synthetic.KEY, or real.KEY with --real-dataset (KEY one of %s)"
-                         % (metric, ", ".join(cocoap.SUPPORTED)))
+    if key not in cocoap.SUPPORTED or where not in ("synthetic", "real") or (where == "real" and not real_dataset) \
+            or (where == "synthetic" and not dataset):
+        raise StepFailed("--metric %s: pass synthetic.KEY (with --dataset where no run gives one), or real.KEY "
+                         "with --real-dataset (KEY one of %s)" % (metric, ", ".join(cocoap.SUPPORTED)))
+    if real_split and not real_dataset:
+        raise StepFailed("--real-split %s needs --real-dataset (the newest run was compared on no real data)"
+                         % real_split)
+    real_split = check_split(real_dataset, real_split, "--real-split") if real_split else (
+        split_with_images(real_dataset) if real_dataset else "")
+    real_subsets = subsets(real_dataset, real_split) if real_dataset else []
     scores_root = fsutil.join(fsutil.join(work_dir, FOLDER), "scores")
-    models = [(name, candidate, "candidate") for name, candidate, _ in runs]
+    models = [(name, candidate, "candidate") for name, candidate, _ in runs] + [
+        (name, model_dir, "model") for name, model_dir in models]
     try:
         current = production_lib.current_model(production_dir)
         if current:
@@ -139,12 +161,14 @@ def build(work_dir, production_dir, dataset="", real_dataset="", since="", metri
     except production_lib.PromotionError as error:
         skipped.append(("production", _first_line(error)))
     entries = []
-    console.say("scoring %d models on %s%s" % (len(models), dataset, " and %s" % real_dataset if real_dataset else ""))
+    console.say("scoring %d models on %s" % (len(models), " and ".join(d for d in (dataset, real_dataset) if d)))
     for name, model_dir, kind in models:
         try:
-            scored = {"synthetic": score(model_dir, dataset, scores_root, name)}
+            scored = {"synthetic": score(model_dir, dataset, scores_root, name)} if dataset else {}
             if real_dataset:
-                scored["real"] = score(model_dir, real_dataset, scores_root, name)
+                scored["real"] = score(model_dir, real_dataset, scores_root, name, real_split)
+            for subset in real_subsets:
+                scored[SUBSET + subset] = score(model_dir, real_dataset, scores_root, name, subset, scored["real"])
         except Exception as error:      # one damaged model (a cut checkpoint, a deleted folder) is named, not fatal
             skipped.append((name, "%s could not be scored (%s)" % (model_dir, _first_line(error))))
             console.say("  %s: skipped, %s could not be scored" % (name, model_dir))
@@ -153,15 +177,18 @@ def build(work_dir, production_dir, dataset="", real_dataset="", since="", metri
     if not entries:
         raise StepFailed("no model could be scored: %s" % "; ".join("%s: %s" % item for item in skipped))
     used = _intervals(entries, metric, resamples)
+    subset_resamples = {subset: _subset_intervals(entries, SUBSET + subset, key, resamples) for subset in real_subsets}
     entries.sort(key=lambda e: -e["value"])
     for rank, entry in enumerate(entries, 1):
         entry["rank"] = rank
-    board = {"metric": metric, "dataset": dataset, "real_dataset": real_dataset or None, "resamples": used,
+    board = {"metric": metric, "dataset": dataset or None, "real_dataset": real_dataset or None,
+             "real_split": real_split or None, "subsets": real_subsets, "subset_resamples": subset_resamples,
+             "resamples": used,
              "resamples_left_out": resamples - used,
              "skipped": [{"run": run, "why": why} for run, why in skipped],
              "images": entries[0]["images"], "since": since or None, "production_dir": production_dir,
              "entries": [{k: e[k] for k in ("rank", "run", "model", "kind", "value", "ci95", "vs_production",
-                                             "per_class")} for e in entries]}
+                                             "per_class", "subsets")} for e in entries]}
     day = today or datetime.date.today().isoformat()
     folder = fsutil.join(fsutil.join(work_dir, FOLDER), day)
     fsutil.write_json(fsutil.join(folder, "leaderboard.json"), board)
@@ -170,10 +197,9 @@ def build(work_dir, production_dir, dataset="", real_dataset="", since="", metri
     return board
 
 
-def _intervals(entries, metric, resamples, seed=0):
-    """Each entry's value, its 95% interval and its paired difference from production, over one
-    set of resamples shared by all."""
-    where, _, key = metric.partition(".")
+def _resampled(entries, where, key, resamples, seed=0):
+    """The tables of ``entries``' scores on ``where``, their images, and ``key`` of each table on one
+    set of resamples shared by all, less those that hold no ground truth (pycocotools' -1)."""
     tables = [cocoap.load(fsutil.read_bytes(e["scores"][where]["matches"])) for e in entries]
     images = sorted(tables[0].images)
     for table, entry in zip(tables, entries):
@@ -183,13 +209,39 @@ def _intervals(entries, metric, resamples, seed=0):
     draws = [np.bincount(rng.integers(0, len(images), len(images)), minlength=len(images)) for _ in range(resamples)]
     values = np.array([[t.metric(key, t.weights(c, images)) for c in draws] for t in tables])
     scored = (values >= 0).all(axis=0)      # pycocotools' -1: no ground truth in this resample
-    values = values[:, scored]
+    return tables, images, values[:, scored]
+
+
+def _subset_intervals(entries, where, key, resamples):
+    """Each entry's ``key`` on a subset, its interval and its paired difference from production;
+    returns the resamples used."""
+    tables, images, values = _resampled(entries, where, key, resamples)
     production = [i for i, e in enumerate(entries) if e["kind"] == "production"]
     for i, (table, entry) in enumerate(zip(tables, entries)):
+        vs = None
+        if production and i != production[0] and values.shape[1]:
+            ci95 = cocoap.percentile_interval(values[i] - values[production[0]])
+            vs = {"difference": table.metric(key) - tables[production[0]].metric(key), "ci95": ci95,
+                  "verdict": cocoap.verdict(ci95)}
+        entry.setdefault("subsets", {})[where[len(SUBSET):]] = {
+            "value": table.metric(key), "images": len(images), "vs_production": vs,
+            "ci95": cocoap.percentile_interval(values[i]) if values.shape[1] else None}
+    return int(values.shape[1])
+
+
+def _intervals(entries, metric, resamples, seed=0):
+    """Each entry's value, its 95% interval and its paired difference from production, over one
+    set of resamples shared by all."""
+    where, _, key = metric.partition(".")
+    tables, images, values = _resampled(entries, where, key, resamples, seed)
+    production = [i for i, e in enumerate(entries) if e["kind"] == "production"]
+    for i, (table, entry) in enumerate(zip(tables, entries)):
+        entry.setdefault("subsets", {})
         entry["value"] = table.metric(key)
         entry["ci95"] = cocoap.percentile_interval(values[i])
         entry["images"] = len(images)
-        entry["per_class"] = {split: (entry["scores"][split].get("per_class_AP") or {}) for split in entry["scores"]}
+        entry["per_class"] = {split: (entry["scores"][split].get("per_class_AP") or {}) for split in entry["scores"]
+                              if not split.startswith(SUBSET)}
         entry["vs_production"] = None
         if production and i != production[0]:
             ci95 = cocoap.percentile_interval(values[i] - values[production[0]])
@@ -213,18 +265,30 @@ def _left_out(board):
     return ("; %d resamples held no ground-truth box and were left out" % left_out) if left_out else ""
 
 
+def _subset_note(board):
+    subsets = board.get("subsets") or []
+    if not subsets:
+        return ""
+    return html.escape(" Ranked on the %s split; beside it, the same %s on each subset (%s)." % (
+        board.get("real_split"), board["metric"].partition(".")[2], ", ".join(subsets)))
+
+
 def render(board):
     e = html.escape
     rows = []
+    subsets = board.get("subsets") or []
     for entry in board["entries"]:
         vs = entry["vs_production"] or {}
-        rows.append("<tr><td>%d</td><td>%s</td><td>%s</td>%s%s%s%s<td>%s</td></tr>" % (
+        shown = "".join(report_lib._cell("%s.%s.value" % (entry["run"], s), entry["subsets"][s]["value"]) +
+                        report_lib._interval_cell("%s.%s.ci95" % (entry["run"], s), entry["subsets"][s]["ci95"])
+                        for s in subsets)
+        rows.append("<tr><td>%d</td><td>%s</td><td>%s</td>%s%s%s%s<td>%s</td>%s</tr>" % (
             entry["rank"], e(entry["run"]), e(entry["kind"]),
             report_lib._cell("%s.value" % entry["run"], entry["value"]),
             report_lib._interval_cell("%s.ci95" % entry["run"], entry["ci95"]),
             report_lib._cell("%s.difference" % entry["run"], vs.get("difference"), signed=True),
             report_lib._interval_cell("%s.vs_production" % entry["run"], vs.get("ci95")),
-            e(vs.get("verdict") or "")))
+            e(vs.get("verdict") or ""), shown))
     classes = sorted({c for entry in board["entries"] for c in entry["per_class"].get(board["metric"].split(".")[0],
                                                                                        {})})
     split = board["metric"].split(".")[0]
@@ -233,13 +297,14 @@ def render(board):
         for c in classes)) for entry in board["entries"]]
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>leaderboard</title><style>%s"
             "</style></head><body><h1>Leaderboard by %s</h1><p>%d images of %s; intervals from %d resamples of "
-            "the images, the same resamples for every model%s.</p><table id=\"leaderboard\"><tr><th>rank</th>"
+            "the images, the same resamples for every model%s.%s</p><table id=\"leaderboard\"><tr><th>rank</th>"
             "<th>run</th><th>kind</th><th>%s</th><th>95%% interval</th><th>against production</th>"
-            "<th>95%% interval</th><th>verdict</th></tr>%s</table>%s<h2>AP per class (%s data)</h2><table><tr><th>run"
+            "<th>95%% interval</th><th>verdict</th>%s</tr>%s</table>%s<h2>AP per class (%s data)</h2><table><tr><th>run"
             "</th>%s</tr>%s</table></body></html>\n" % (
                 report_lib.STYLE, e(board["metric"]), board["images"],
                 e(board["real_dataset"] if split == "real" else board["dataset"]), board["resamples"],
-                _left_out(board),
-                e(board["metric"]), "".join(rows), _skipped(board), e(split),
+                _left_out(board), _subset_note(board),
+                e(board["metric"]), "".join("<th>%s</th><th>95%% interval</th>" % e(s) for s in subsets),
+                "".join(rows), _skipped(board), e(split),
                 "".join("<th>%s</th>" % e(c) for c in classes),
                 "".join(class_rows)))

@@ -128,6 +128,37 @@ def _metric_rows(comparison):
     return rows
 
 
+def _subset_rows(comparison):
+    """One row per subset of the real data (``real:test_low_contrast``): the deciding metric's key for
+    both models, their paired difference and its interval, and the subset's images."""
+    key = comparison["metric"].partition(".")[2]
+    intervals = comparison.get("intervals") or {}
+    rows = []
+    for name in sorted(comparison.get("candidate_metrics") or {}):
+        if not name.startswith("real:"):
+            continue
+        candidate = comparison["candidate_metrics"][name]
+        production = (comparison.get("production_metrics") or {}).get(name) or {}
+        cell = "%s.%s" % (name, key)
+        interval = intervals.get(cell) or {}
+        rows.append("<tr><td>%s</td><td>%s</td>%s%s%s%s</tr>" % (
+            _e(name.partition(":")[2]), _e(candidate.get("images")), _cell(cell + ".candidate", candidate.get(key)),
+            _cell(cell + ".production", production.get(key)),
+            _cell(cell + ".difference", interval.get("difference"), signed=True),
+            _interval_cell(cell + ".ci95", interval.get("ci95"))))
+    return rows
+
+
+def _subsets(comparison):
+    rows = _subset_rows(comparison)
+    if not rows:
+        return ""
+    return ("<h2>Subsets of the real data</h2><p>The same %s on each subset the real data holds; the verdict is "
+            "on %s alone.</p><table id=\"subsets\"><tr><th>subset</th><th>images</th><th>candidate</th>"
+            "<th>production</th><th>difference</th><th>95%% interval</th></tr>%s</table>" % (
+                _e(comparison["metric"].partition(".")[2]), _e(comparison["metric"]), "".join(rows)))
+
+
 def class_rows(comparison):
     """Per class: AP on synthetic and real data for both models, the candidate's synthetic-to-real
     gap, and the flags: worse than production, and the largest gaps."""
@@ -316,6 +347,7 @@ def render(comparison, promotion, candidate_dir, run="", folder=""):
         "<th>difference</th><th>95%% interval</th></tr>%s</table>" % "".join(_metric_rows(comparison)),
         "<p>Intervals: a paired bootstrap over the images, both models scored on the same resample each time; "
         "the detections and pycocotools' matching are computed once.</p>",
+        _subsets(comparison),
         "<h2>Per class</h2><table id=\"classes\"><tr><th>class</th><th>synthetic, candidate</th>"
         "<th>synthetic, production</th><th>real, candidate</th><th>real, production</th>"
         "<th>gap (candidate, synthetic − real)</th><th></th></tr>%s</table>" % "".join(class_rows(comparison)),

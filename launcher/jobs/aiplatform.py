@@ -38,6 +38,7 @@ class MlBackend(training.Backend):
                             (request.tensorboard, "--tensorboard"), (request.enable_web_access, "--enable-web-access"),
                             (request.timeout, "--timeout"), (request.init_checkpoint, "--init-checkpoint"),
                             (request.init_from, "--init-from"), (request.step_time_from, "--step-time-from"),
+                            (request.train_split, "--train-split"), (request.eval_split, "--eval-split"),
                             (request.capacity != training.Capacity(), "--spot, --flex-start, --reservation, the disk "
                                                                       "and key flags")):
             if given:

@@ -49,16 +49,21 @@ def machines_from_config(text, path):
     return training_input
 
 
-def dataset_facts(summary_text, label_map_text, where):
-    """What training needs to know of a conversion output: patterns, classes, validation images."""
+def dataset_facts(summary_text, label_map_text, where, train_split="", eval_split=""):
+    """What training needs to know of a conversion output: patterns, classes, validation images.
+    The splits trained and evaluated on are ``train`` and ``eval`` (``val`` where there is no eval,
+    as in the published UnityGroceries-Real), or those named."""
     try:
         summary = json.loads(summary_text)
-        facts = {
-            "training_data_path": summary["splits"]["train"]["pattern"],
-            "validation_data_path": summary["splits"]["eval"]["pattern"],
-            "num_classes": int(summary["num_classes"]),
-            "validation_images": int(summary["splits"]["eval"]["images"]),
-        }
+        splits = summary["splits"]
+        num_classes = int(summary["num_classes"])
+        eval_split = eval_split or ("val" if "eval" not in splits and "val" in splits else "eval")
+        train_split = train_split or "train"
+        for name, option in ((train_split, "--train-split"), (eval_split, "--eval-split")):
+            if name not in splits:
+                raise UsageError("%s %s: %s holds no such split; its splits: %s" % (
+                    option, name, where, ", ".join(sorted(splits))))
+        facts = {"num_classes": num_classes, "validation_images": int(splits[eval_split]["images"])}
     except (ValueError, KeyError, TypeError):
         raise UsageError("%s/summary.json is not a conversion summary; pass the output folder of "
                          "`python main.py`" % where)
@@ -70,8 +75,8 @@ def dataset_facts(summary_text, label_map_text, where):
         except labels.BadLabelMap as error:
             raise UsageError("%s/label_map.pbtxt: %s" % (where, error))
     # the patterns follow the output to where it is now (it may have been copied since)
-    facts["training_data_path"] = "%s/train/*.tfrecord" % where
-    facts["validation_data_path"] = "%s/eval/*.tfrecord" % where
+    facts["training_data_path"] = "%s/%s/*.tfrecord" % (where, train_split)
+    facts["validation_data_path"] = "%s/%s/*.tfrecord" % (where, eval_split)
     return facts
 
 

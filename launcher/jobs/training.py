@@ -81,6 +81,8 @@ class TrainRequest:
     num_classes: int = None
     backbone: str = "resnet-50"
     model_size: str = "full"            # vertex, local: the trainer's --model-size
+    train_split: str = ""               # vertex, local: the split trained on ("" = train)
+    eval_split: str = ""                # vertex, local: the split evaluated on ("" = eval, else val)
     init_checkpoint: str = ""           # vertex: "" = imagenet where Model Garden publishes one, else none
     init_from: str = ""                 # vertex: a trained model's gs:// folder to start from (fine-tuning)
     params_overrides: tuple = ()        # vertex: Model Garden overrides (YAML/JSON text or files)
@@ -215,7 +217,7 @@ def dataset_facts(request, project):
         dataset = request.dataset.rstrip("/")
         summary = storage.read_text(storage.join(dataset, "summary.json"), project)
         label_map = storage.read_text(storage.join(dataset, "label_map.pbtxt"), project, missing_ok=True)
-        facts = jobspec.dataset_facts(summary, label_map, dataset)
+        facts = jobspec.dataset_facts(summary, label_map, dataset, request.train_split, request.eval_split)
     facts["training_data_path"] = request.training_data or facts["training_data_path"]
     facts["validation_data_path"] = request.validation_data or facts["validation_data_path"]
     if request.num_classes is not None:

@@ -195,13 +195,13 @@ def build_plan(request, project, region, local=False, dry_run=False):
         if not local:
             raise UsageError("--init-checkpoint must be imagenet, none or a gs:// checkpoint the job can read, got %s"
                              % init)
-            init = os.path.abspath(init)
+        init = os.path.abspath(init)
     image = request.image or (LOCAL_IMAGE if local else "")
     body = job_body(
         request.job_id, request.job_dir, pools, image,
         lambda spec: trainer_args(request.dataset, values, request.num_classes, request.backbone, strategy_name,
                                   spec, overrides, None if init == "none" else init, init_from,
-                                  request.model_size),
+                                  request.model_size, request.train_split, request.eval_split),
         labels=request.labels, service_account=request.service_account, network=request.network,
         timeout_seconds=timeout, tensorboard=request.tensorboard, enable_web_access=request.enable_web_access,
         capacity=request.capacity)

@@ -120,7 +120,8 @@ def strategy(pools):
 
 
 def trainer_args(dataset, hyperparameters, num_classes=None, backbone="resnet-50", strategy_name="auto",
-                 spec=None, overrides=(), init_checkpoint=None, init_from=None, model_size="full"):
+                 spec=None, overrides=(), init_checkpoint=None, init_from=None, model_size="full", train_split="",
+                 eval_split=""):
     """``python -m trainer`` arguments: the same flags as a local ``python -m trainer train``, plus the
     strategy and what the machine promises."""
     args = ["train", "--dataset", dataset]
@@ -131,6 +132,10 @@ def trainer_args(dataset, hyperparameters, num_classes=None, backbone="resnet-50
     args += ["--backbone", backbone, "--strategy", strategy_name]
     if model_size and model_size != "full":
         args += ["--model-size", model_size]
+    if train_split:
+        args += ["--train-split", train_split]
+    if eval_split:
+        args += ["--eval-split", eval_split]
     if init_from:
         args += ["--init-from", init_from]
     elif init_checkpoint:

@@ -62,7 +62,7 @@ def build(image=DEFAULT_IMAGE):
                  region: str, accelerator: str, image: str, train_batch_size: int, num_eval_images: int,
                  image_size: str, fpn_type: str, backbone: str, model_size: str, params_override: str, capacity: str,
                  train_timeout: str, service_account: str, network: str, work_dir: str, run_name: str,
-                 job_name: str) -> str:
+                 job_name: str, finetune_split: str = "") -> str:
         from launcher.pipeline import runs, steps
         from launcher.pipeline.settings import TrainSettings
         name = runs.run_name(run_name, job_name)
@@ -71,34 +71,36 @@ def build(image=DEFAULT_IMAGE):
                                  params_override=params_override).finetuning(finetune_steps)
         return steps.finetune(runs.run_dir(work_dir, name), name, model_dir, finetune_dataset,
                               settings.trainer_options(), backend, project, region, image, accelerator, capacity,
-                              train_timeout, service_account, network)
+                              train_timeout, service_account, network, finetune_split)
 
     @component
     def evaluate(model_dir: str, dataset: str, real_dataset: str, work_dir: str, run_name: str, job_name: str,
-                 metrics: Output[Metrics]) -> str:
+                 metrics: Output[Metrics], real_split: str = "") -> str:
         import json
 
         from launcher.decide import scores
         from launcher.pipeline import runs
         folder = runs.run_dir(work_dir, runs.run_name(run_name, job_name))
-        results = runs.recorded(folder, "evaluate", scores.evaluate_all, model_dir, dataset, real_dataset)
+        results = runs.recorded(folder, "evaluate", scores.evaluate_all, model_dir, dataset, real_dataset, None,
+                                real_split)
         for where, values in sorted(results.items()):
             for key, value in sorted(values.items()):
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    metrics.log_metric("%s_%s" % (where, key), float(value))
+                    metrics.log_metric("%s_%s" % (where.replace(":", "_"), key), float(value))
         return json.dumps(results)
 
     @component
     def compare(candidate: str, production_dir: str, dataset: str, real_dataset: str, metric: str,
                 min_improvement: float, work_dir: str, run_name: str, job_name: str,
-                metrics: Output[Metrics]) -> str:
+                metrics: Output[Metrics], real_split: str = "") -> str:
         import json
 
         from launcher.decide import compare as compare_lib
         from launcher.pipeline import runs
         folder = runs.run_dir(work_dir, runs.run_name(run_name, job_name))
         result = runs.recorded(folder, "compare", compare_lib.compare, json.loads(candidate), production_dir,
-                               dataset, real_dataset, metric, folder, min_improvement)
+                               dataset, real_dataset, metric, folder, min_improvement, compare_lib.RESAMPLES,
+                               real_split)
         metrics.log_metric("candidate", result["candidate"])
         if result.get("production") is not None:
             metrics.log_metric("production", result["production"])
@@ -136,7 +138,8 @@ def build(image=DEFAULT_IMAGE):
                  params_override: str = "",
                  init_checkpoint: str = "", metric: str = "", promote_mode: str = "manual", image: str = image,
                  run_name: str = "", capacity: str = "{}", min_improvement: float = 0.0, init_from: str = "",
-                 train_timeout: str = "", service_account: str = "", network: str = ""):
+                 train_timeout: str = "", service_account: str = "", network: str = "", real_split: str = "",
+                 finetune_split: str = ""):
         job = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
         run = dict(work_dir=work_dir, run_name=run_name, job_name=job)
         fetched = transfer(source=source, run_definition_id=run_definition_id, run_execution_id=run_execution_id,
@@ -159,12 +162,12 @@ def build(image=DEFAULT_IMAGE):
                          train_batch_size=train_batch_size, num_eval_images=num_eval_images, image_size=image_size,
                          fpn_type=fpn_type, backbone=backbone, model_size=model_size, params_override=params_override,
                          capacity=capacity, train_timeout=train_timeout, service_account=service_account,
-                         network=network, **run).set_display_name("finetune")
+                         network=network, finetune_split=finetune_split, **run).set_display_name("finetune")
         scored = evaluate(model_dir=tuned.output, dataset=converted.output, real_dataset=real_dataset,
-                          **run).set_display_name("evaluate")
+                          real_split=real_split, **run).set_display_name("evaluate")
         compared = compare(candidate=scored.outputs["Output"], production_dir=production_dir,
                            dataset=converted.output, real_dataset=real_dataset, metric=metric,
-                           min_improvement=min_improvement, **run).set_display_name("compare")
+                           min_improvement=min_improvement, real_split=real_split, **run).set_display_name("compare")
         promoted = promote(comparison=compared.outputs["Output"], candidate_dir=tuned.output,
                            production_dir=production_dir, mode=promote_mode, **run).set_display_name("promote")
         for task in (fetched, converted, candidate, tuned, scored, compared, promoted):
@@ -188,19 +191,20 @@ def build_leaderboard(image=DEFAULT_IMAGE):
 
     @dsl.component(base_image=image, install_kfp_package=False)
     def leaderboard(work_dir: str, production_dir: str, dataset: str, real_dataset: str, since: str,
-                    metric: str) -> str:
+                    metric: str, real_split: str = "") -> str:
         import json
 
         from launcher.decide import leaderboard as leaderboard_lib
-        board = leaderboard_lib.build(work_dir, production_dir, dataset, real_dataset, since, metric)
+        board = leaderboard_lib.build(work_dir, production_dir, dataset, real_dataset, since, metric,
+                                      real_split=real_split)
         return json.dumps({k: board[k] for k in ("metric", "folder", "images")})
 
     @dsl.pipeline(name=LEADERBOARD, description="every complete candidate under WORK_DIR/runs/ and the production "
                                                 "model, scored on the same data and ranked with intervals")
     def synthdet_leaderboard(work_dir: str, production_dir: str, dataset: str = "", real_dataset: str = "",
-                             since: str = "", metric: str = ""):
+                             since: str = "", metric: str = "", real_split: str = ""):
         leaderboard(work_dir=work_dir, production_dir=production_dir, dataset=dataset, real_dataset=real_dataset,
-                    since=since, metric=metric).set_caching_options(False)
+                    since=since, metric=metric, real_split=real_split).set_caching_options(False)
 
     return synthdet_leaderboard
 

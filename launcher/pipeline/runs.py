@@ -84,7 +84,7 @@ def keep_settings(folder, arguments):
         fsutil.write_json(path, arguments)
         return
     asked = json_roundtrip(arguments)
-    different = sorted(key for key in set(recorded) | set(asked) if recorded.get(key) != asked.get(key))
+    different = sorted(key for key in set(recorded) | set(asked) if recorded.get(key, "") != asked.get(key, ""))
     if different:
         raise StepFailed("run %s was started with other settings (%s); the same command resumes it, another "
                          "--run-id starts a new run" % (folder.rstrip("/").rsplit("/", 1)[-1], "; ".join(

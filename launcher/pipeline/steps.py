@@ -68,14 +68,16 @@ def train_candidate(dataset, model_dir, options, backend, project, region, image
 
 
 def finetune(folder, name, model_dir, dataset, options, backend, project, region, image, accelerator, capacity="{}",
-             timeout="", service_account="", network=""):
+             timeout="", service_account="", network="", split=""):
     """The fine-tuning of run ``name``: the candidate ``model_dir``'s whole network trained on
-    ``dataset`` (with ``options``) into RUN_DIR/finetuned, as a job of its own; with no dataset the
-    candidate goes on as it is."""
+    ``dataset``'s ``split`` (default train; with ``options``) into RUN_DIR/finetuned, as a job of its
+    own; with no dataset the candidate goes on as it is."""
     if not dataset:
         record_step(folder, "finetune", "skipped", "no --finetune-dataset")
         return model_dir
     options = dict(options, init_from=model_dir)
+    if split:
+        options["train_split"] = split
     options.pop("init_checkpoint", None)
     return recorded(folder, "finetune", train_candidate, dataset, fsutil.join(folder, "finetuned"), options, backend,
                     project, region, image, accelerator, vertex_job_id(name + "_finetune"), capacity, timeout,
@@ -217,7 +219,8 @@ def train_on_vertex(dataset, job_dir, options, project, region, image, accelerat
     request = training.TrainRequest(
         job_id=job_id or "synthdet_pipeline_%s" % time.strftime("%Y%m%d_%H%M%S"), job_dir=job_dir.rstrip("/"),
         dataset=dataset, accelerator=accelerator, image=image, backbone=options.pop("backbone", "resnet-50"),
-        model_size=options.pop("model_size", "full"),
+        model_size=options.pop("model_size", "full"), train_split=options.pop("train_split", "") or "",
+        eval_split=options.pop("eval_split", "") or "",
         init_checkpoint=options.pop("init_checkpoint", "") or "", init_from=options.pop("init_from", "") or "",
         params_overrides=tuple(options.pop("params_overrides", ())), hyperparameters=options, timeout=timeout or "",
         service_account=service_account or "", network=network or "")
