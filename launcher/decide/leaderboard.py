@@ -103,12 +103,12 @@ def score(model_dir, dataset, scores_root, name, split="", within=None):
                             fsutil.join(model_dir, "eval_real_" + split)), dataset, split, digest)
     what = dataset if split in ("eval", "test") else "%s (%s)" % (dataset, split)
     if before:
-        console.say("  %s on %s: scored before (%s)" % (name, what, os.path.dirname(before["matches"])))
+        if within is None:      # a subset's line would repeat its split's
+            console.say("  %s on %s: scored before (%s)" % (name, what, os.path.dirname(before["matches"])))
         return before
     if within is not None and within.get("checkpoint_digest") == digest:
         derived = subset_scores.derive(within, dataset, split, out)
         if derived is not None:
-            console.say("  %s on %s: from its %s matches" % (name, what, within.get("split")))
             return derived
     console.say("  %s on %s: scoring the checkpoint of step %d" % (name, what, step))
     try:
@@ -169,6 +169,8 @@ def build(work_dir, production_dir, dataset="", real_dataset="", since="", metri
                 scored["real"] = score(model_dir, real_dataset, scores_root, name, real_split)
             for subset in real_subsets:
                 scored[SUBSET + subset] = score(model_dir, real_dataset, scores_root, name, subset, scored["real"])
+            if real_subsets:
+                console.say("  %s on %s: its subsets %s scored too" % (name, real_dataset, ", ".join(real_subsets)))
         except Exception as error:      # one damaged model (a cut checkpoint, a deleted folder) is named, not fatal
             skipped.append((name, "%s could not be scored (%s)" % (model_dir, _first_line(error))))
             console.say("  %s: skipped, %s could not be scored" % (name, model_dir))
