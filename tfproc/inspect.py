@@ -122,7 +122,7 @@ def inspect(output, preview=0):
     stats, sample = Stats(), []     # sample: the ``preview`` records with the smallest order keys
     names = split_names(output)
     bases = base_splits(names)
-    seen = {}                       # source id -> the base split it is in
+    seen = {}                       # source id (in a base split) and (source id, split): seen already
     for split_name in names:
         folder = fsutil.join(output, split_name)
         counted = split_name in bases
@@ -161,10 +161,9 @@ def split_names(output):
     from tfproc import output as output_lib
     summary, _ = read_summary(output)
     found = set(output_lib.split_folders(output))
-    if not (isinstance(summary, dict) and summary.get("split_by") == published.SPLIT_BY):
+    if not published.split_by_files(summary):
         found |= {split.TRAIN, split.EVAL}
     return published.ordered(found)
-
 
 
 def _open(path):
@@ -174,8 +173,8 @@ def _open(path):
 
 
 def report(stats, label_map, summary=None):
-    hashed = not (isinstance(summary, dict) and summary.get("split_by") == published.SPLIT_BY)
-    shown = published.ordered(set(stats.shards) | ({split.TRAIN, split.EVAL} if hashed else set()))
+    shown = published.ordered(set(stats.shards) | (set() if published.split_by_files(summary)
+                                                   else {split.TRAIN, split.EVAL}))
     lines = ["records: %s" % ", ".join("%s %d (%d shards)" % (s, stats.records[s], stats.shards[s]) for s in shown)]
     lines.append("frames without boxes: %d" % stats.negatives)
     lines.append("boxes per class (%d classes in the label map):" % len(label_map))
@@ -216,7 +215,7 @@ def summary_problems(summary, stats, label_map):
     if not isinstance(splits, dict):
         problems.append("has no splits")
     else:
-        expected = list(splits) if summary.get("split_by") == published.SPLIT_BY else [split.TRAIN, split.EVAL]
+        expected = list(splits) if published.split_by_files(summary) else [split.TRAIN, split.EVAL]
         for name in published.ordered(set(expected) | set(stats.shards)):
             entry = splits.get(name)
             if not isinstance(entry, dict):

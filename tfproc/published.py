@@ -68,6 +68,16 @@ def ordered(names):
     return sorted(names, key=key)
 
 
+def default_eval_split(names):
+    """The split a training evaluates on by default: eval, else val (the published splits), else None."""
+    return next((name for name in ("eval", "val") if name in names), None)
+
+
+def split_by_files(summary):
+    """Whether a summary.json (parsed) is of a conversion by the published split files."""
+    return isinstance(summary, dict) and summary.get("split_by") == SPLIT_BY
+
+
 def is_training(split):
     return split.startswith("train")
 

@@ -31,10 +31,7 @@ class Dataset:
 
     def default_eval_split(self):
         """``eval``; where there is none, ``val`` (the published UnityGroceries-Real splits); else None."""
-        for name in ("eval", "val"):
-            if name in self.images:
-                return name
-        return None
+        return published.default_eval_split(self.images)
 
 
 def load(path):

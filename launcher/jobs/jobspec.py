@@ -57,7 +57,8 @@ def dataset_facts(summary_text, label_map_text, where, train_split="", eval_spli
         summary = json.loads(summary_text)
         splits = summary["splits"]
         num_classes = int(summary["num_classes"])
-        eval_split = eval_split or ("val" if "eval" not in splits and "val" in splits else "eval")
+        from tfproc import published
+        eval_split = eval_split or published.default_eval_split(splits) or "eval"
         train_split = train_split or "train"
         for name, option in ((train_split, "--train-split"), (eval_split, "--eval-split")):
             if name not in splits:
