@@ -153,8 +153,8 @@ def test_the_same_chain_twice_into_one_work_dir_keeps_each_run_and_the_productio
     assert comparison["production_model"] == str(production / "models" / "night-1")
     assert (second / "production_scores" / "real" / "metrics.json").exists()     # scores in the run's folder
     assert sorted(os.listdir(production / "models" / "night-1")) == [
-        "COMPLETE", "checkpoint", "ckpt-4.data-00000-of-00001", "ckpt-4.index", "metrics.json", "params.yaml",
-        "version.json"]            # write-once: nothing was added to production's model by the comparison
+        "COMPLETE", "checkpoint", "ckpt-4.data-00000-of-00001", "ckpt-4.index", "label_map.pbtxt", "metrics.json",
+        "params.yaml", "version.json"]            # write-once: nothing was added to production's model by the comparison
     assert not (production / "models" / "night-1" / "eval").exists()
     report = json.loads((second / "promotion.json").read_text())
     assert report["metric"] == "real.AP" and report["mode"] == "manual" and report["promoted"] is False

@@ -163,13 +163,23 @@ def trainer(*args, cwd=None):
     return done.returncode, done.stdout, done.stderr
 
 
-def test_the_trainer_trains_on_a_published_split_and_scores_any_other(groceries, tmp_path):
-    base, made = groceries
-    os.symlink(base / "out", tmp_path / "data")
+@pytest.fixture(scope="module")
+def published_model(groceries, tmp_path_factory):
+    """A model trained 2 steps on the published train_small: its folder (where ``data`` links to the
+    conversion) and what the trainer printed."""
+    base, _ = groceries
+    folder = tmp_path_factory.mktemp("published_model")
+    os.symlink(base / "out", folder / "data")
     code, out, err = trainer("train", "--dataset", "data", "--model-dir", "m", "--train-split", "train_small",
                              "--max-steps", 2, "--train-steps-per-eval", 2, *SMALL, "--params-override",
-                             EVERY_DETECTION, cwd=tmp_path)
+                             EVERY_DETECTION, cwd=folder)
     assert code == 0, err
+    return folder, err
+
+
+def test_the_trainer_trains_on_a_published_split_and_scores_any_other(groceries, published_model):
+    base, made = groceries
+    tmp_path, err = published_model
     assert "data has no eval split: evaluating on val" in err.splitlines()[0], err
     metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
     assert metrics["images"] == len(made["splits"]["val"]) and metrics["split"] == "val"
@@ -199,6 +209,94 @@ def test_the_trainer_trains_on_a_published_split_and_scores_any_other(groceries,
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "--split test_dark" in err and "test_low_contrast (%d images)" % len(made["splits"]["test_low_contrast"]) \
         in err
+
+
+def test_evaluate_scores_the_boxes_predict_and_the_saved_model_give(groceries, published_model):
+    """The photos (160x120) are letterboxed into the 128x128 input: a box the model puts in the
+    padding is clipped to the photo by predict and the SavedModel, and so by evaluate. Every box
+    evaluate scored is one predict gives, and none leaves the photo. (On train: this model, 2 steps
+    in, finds the first class only, and every split but train may lack it.)"""
+    base, made = groceries
+    folder, _ = published_model
+    code, out, err = trainer("evaluate", "--dataset", "data", "--model-dir", "m", "--split", "train", "--output",
+                             "scored_train", cwd=folder)
+    assert code == 0, err
+    code, out, err = trainer("predict", "--dataset", "data", "--model-dir", "m", "--split", "train", "--min-score", 0,
+                             "--max-images", 100, "--output", "predicted_train", cwd=folder)
+    assert code == 0, err
+    predicted = {}
+    for d in json.loads((folder / "predicted_train" / "detections.json").read_text()):
+        predicted.setdefault((d["image_id"], d["category_id"]), []).append(d["bbox"])
+    matches = json.loads((folder / "scored_train" / "matches.json").read_text())
+    width, height = 160, 120
+    compared = 0
+    for row in matches["rows"]:
+        for x, y, w, h in row["boxes"]:
+            assert x >= 0 and y >= 0 and x + w <= width + 0.1 and y + h <= height + 0.1, (row["image"], x, y, w, h)
+            assert any(all(abs(a - b) <= 0.1 for a, b in zip((x, y, w, h), box))
+                       for box in predicted.get((row["image"], row["class"]), [])), (row["image"], (x, y, w, h))
+            compared += 1
+    assert compared > 20
+    assert any(y + h > height - 1 for row in matches["rows"] for x, y, w, h in row["boxes"])     # some are clipped
+
+
+def _photos(folder, root, made, images, names, relabel):
+    """The groceries photos ``images``, each box as ``relabel(key, box)`` gives it (None: left out),
+    converted into FOLDER/out (every photo in eval) with the label map ``names``."""
+    from tfproc import labels
+    (folder / "photos" / "images").mkdir(parents=True)
+    items = []
+    for index in images:
+        item = made["annotations"][index]
+        os.link(root / "images" / item["file_name"], folder / "photos" / "images" / item["file_name"])
+        boxes = [relabel(index * 10 + k, box) for k, box in enumerate(item["annotations"])]
+        items.append({"file_name": item["file_name"], "annotations": [box for box in boxes if box]})
+    (folder / "photos" / "annotations.json").write_text(json.dumps(items))
+    (folder / "label_map.pbtxt").write_text(labels.format_label_map(names))
+    assert loader("--source", folder / "photos", "--label-map", folder / "label_map.pbtxt", "--eval-pct", 100,
+                  "--output", folder / "out") == 0
+    return folder / "out"
+
+
+def test_a_model_scores_data_with_a_class_new_to_it_on_the_classes_it_knows(groceries, published_model, tmp_path):
+    """Seed 004's data after a new product: every third box is soap, a class the model never saw.
+    Scored on the classes it knows, the numbers are pycocotools' own on the same photos without the
+    soap boxes; a class id that names another class is refused."""
+    from tfproc import labels
+    base, made = groceries
+    folder, _ = published_model
+    known = labels.parse_label_map((base / "out" / "label_map.pbtxt").read_text())
+    assert labels.parse_label_map((folder / "m" / "label_map.pbtxt").read_text()) == known     # kept with the model
+    soap = max(known) + 1
+    images = made["splits"]["test"]
+    with_soap = _photos(tmp_path / "with", base / "v3", made, images, {**known, soap: "soap"},
+                        lambda key, box: dict(box, label_id=soap) if key % 3 == 0 else box)
+    without = _photos(tmp_path / "without", base / "v3", made, images, known,
+                      lambda key, box: None if key % 3 == 0 else box)
+    assert {c["name"]: c["boxes"] for c in json.loads((with_soap / "summary.json").read_text())["classes"]}["soap"]
+    scored = {}
+    for name, data in (("without", without), ("with", with_soap)):
+        code, out, err = trainer("evaluate", "--dataset", data, "--model-dir", folder / "m", "--output",
+                                 tmp_path / ("scored_" + name), cwd=tmp_path)
+        assert code == 0, err
+        scored[name] = (json.loads((tmp_path / ("scored_" + name) / "metrics.json").read_text()),
+                        json.loads((tmp_path / ("scored_" + name) / "matches.json").read_text()), err)
+    metrics, matches, err = scored["with"]
+    assert "1 class(es) the model was not trained on (soap): scored on the other %d" % len(known) in err
+    assert metrics["classes_new_to_model"] == ["soap"] and "soap" not in metrics["per_class_AP"]
+    assert matches["classes"] == scored["without"][1]["classes"] and soap not in matches["classes"]
+    assert matches["rows"] == scored["without"][1]["rows"]
+    reference = scored["without"][0]
+    from trainer import engine
+    for key in engine.COCO_KEYS:           # the losses differ: the soap boxes are in the data
+        assert metrics[key] == pytest.approx(reference[key], abs=1e-12), key
+    assert metrics["per_class_AP"] == pytest.approx(reference["per_class_AP"], abs=1e-12)
+
+    renamed = _photos(tmp_path / "renamed", base / "v3", made, images[:2], {**known, 1: "not-" + known[1]},
+                      lambda key, box: box)
+    code, out, err = trainer("evaluate", "--dataset", renamed, "--model-dir", folder / "m", cwd=tmp_path)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "class 1 is %s in the model but not-%s in the data" % (known[1], known[1]) in err
 
 
 def test_a_vertex_job_trains_on_the_split_asked_and_evaluates_on_val(groceries, monkeypatch, tmp_path):

@@ -159,3 +159,53 @@ def test_a_damaged_run_folder_is_left_out_of_the_leaderboard_and_named(tmp_path)
     assert "production.json is not valid JSON" in why["production"]
     page = (work / "leaderboards" / "2026-12-07" / "report.html").read_text()
     assert "Left out, damaged: " in page and "deleted" in page
+
+
+def _per_class_scores(folder, hits, classes, new=()):
+    """An evaluation of 20 images, each with one box of every class in ``classes`` ({id: name}), of
+    which the first ``hits[id]`` are found; ``new``: names of the data's classes it did not score."""
+    folder.mkdir(parents=True)
+    rows = [{"image": i, "class": c, "gt": 1, "scores": [0.9 - 0.01 * i], "matched": [1023 if i < hits[c] else 0],
+             "ignored": [0], "boxes": [], "gt_boxes": []} for c in classes for i in range(20)]
+    doc = {"images": list(range(20)), "classes": sorted(classes), "iou_thresholds": [0.5 + 0.05 * k for k in range(10)],
+           "max_detections": 100, "rows": rows}
+    (folder / "matches.json").write_text(json.dumps(doc))
+    from trainer import cocoap
+    table = cocoap.Table(doc)
+    scores = {"AP": table.metric("AP"), "matches": str(folder / "matches.json"),
+              "per_class_AP": {classes[c]: v for c, v in table.per_class("AP").items()}}
+    if new:
+        scores["classes_new_to_model"] = list(new)
+    return scores
+
+
+def test_a_class_new_to_production_is_left_out_of_the_comparison_and_shown_for_the_candidate(tmp_path, monkeypatch):
+    """Seed 004's retraining after a new product: production knows tea and milk, the candidate and
+    the data know soap too. Both are compared on tea and milk; soap is the candidate's alone."""
+    from launcher.decide import compare as compare_lib
+    from launcher.decide import leaderboard, report
+    from trainer import cocoap
+    old = {1: "tea", 2: "milk"}
+    prod = _production(tmp_path, monkeypatch, _per_class_scores(tmp_path / "scores_old", {1: 10, 2: 10}, old,
+                                                                new=["soap"]))
+    candidate = _per_class_scores(tmp_path / "scores_new", {1: 12, 2: 11, 3: 2}, {**old, 3: "soap"})
+    folder = tmp_path / "run"
+    comparison = compare_lib.compare({"synthetic": candidate}, prod, "unused", folder=str(folder))
+    shared = cocoap.Table(cocoap.only_classes(json.loads(pathlib.Path(candidate["matches"]).read_text()), [1, 2]))
+    assert comparison["candidate"] == pytest.approx(shared.metric("AP"))
+    assert comparison["candidate"] > candidate["AP"]            # soap, found twice in 20, is not averaged in
+    assert comparison["difference"] == pytest.approx(shared.metric("AP") - comparison["production"])
+    assert comparison["classes_candidate_alone"] == ["soap"] and comparison["classes_production_alone"] == []
+    assert "the candidate alone knows soap" in comparison["reason"]
+    assert comparison["per_class"]["synthetic"]["soap"] == {"candidate": candidate["per_class_AP"]["soap"],
+                                                           "production": None}
+    page = report.render(_strict_json((folder / "comparison.json").read_text()), {"promoted": False}, str(tmp_path))
+    assert 'data-key="synthetic.AP.candidate" data-value="%r"' % comparison["candidate"] in page
+    assert "the candidate alone knows soap" in page and 'data-flag="new"' in page
+
+    entries = [{"run": "new", "kind": "candidate", "scores": {"synthetic": candidate}},
+               {"run": "production (old)", "kind": "production", "scores": {
+                   "synthetic": _per_class_scores(tmp_path / "board_old", {1: 10, 2: 10}, old, new=["soap"])}}]
+    leaderboard._intervals(entries, "synthetic.AP", 50)
+    assert entries[0]["value"] == pytest.approx(comparison["candidate"])
+    assert entries[0]["vs_production"]["difference"] == pytest.approx(comparison["difference"])

@@ -366,3 +366,41 @@ def test_a_signal_in_a_trainers_first_seconds_ends_it_with_130_and_leaves_no_log
         assert process.returncode == 130 and "interrupted" in err and "Aborted!" not in err, err
         assert "Traceback" not in err, err
         assert not list(scratch.glob("synthdet-*.log")), "the command's temporary log was left behind"
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 96 MB tmpfs at TMP/disk, for as long as the test runs (mounting needs root)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96m", "tmpfs", str(disk)],
+                                           capture_output=True).returncode:
+        pytest.skip("a full disk is made with a small tmpfs, which needs root to mount")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def test_a_full_disk_at_a_checkpoint_ends_in_one_line_and_leaves_the_newest_whole_one(converted, small_disk):
+    import tensorflow as tf
+    os.symlink(converted, small_disk / "data")
+    command = ["train", "--dataset", "data", "--model-dir", "m", "--train-steps-per-eval", 2, *SMALL]
+    code, out, err = trainer(*command, "--max-steps", 2, cwd=small_disk)
+    assert code == 0, err
+    stats = os.statvfs(small_disk)
+    with open(small_disk / "filler", "wb") as f:          # all but 64 KB: less than a checkpoint
+        f.write(b"\0" * (stats.f_bavail * stats.f_frsize - 64 * 1024))
+    code, out, err = trainer(*command, "--max-steps", 4, cwd=small_disk)
+    assert code != 0 and "Traceback" not in err, err
+    last = err.strip().splitlines()[-1]
+    assert "no space left on the disk of %s" % (small_disk / "m") in last, err
+    assert "newest whole checkpoint, of step 2, is kept" in last, err
+    names = os.listdir(small_disk / "m")
+    assert not [n for n in names if n.startswith("ckpt-4") or n.endswith("_temp")], names
+    latest = tf.train.latest_checkpoint(str(small_disk / "m"))
+    assert latest.endswith("ckpt-2") and tf.train.load_checkpoint(latest).get_variable_to_shape_map()
+    (small_disk / "filler").unlink()
+    code, out, err = trainer(*command, "--max-steps", 4, cwd=small_disk)      # the same command goes on
+    assert code == 0 and "resuming from the checkpoint at step 2" in err, err
+    assert tf.train.latest_checkpoint(str(small_disk / "m")).endswith("ckpt-4")

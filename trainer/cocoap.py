@@ -133,6 +133,26 @@ def subset(doc, images, split=None):
     return out
 
 
+def only_classes(doc, class_ids):
+    """A match table document restricted to the classes ``class_ids``: matching is per image and
+    class, so its numbers are pycocotools' own with those category ids alone."""
+    wanted = {int(c) for c in class_ids}
+    return dict(doc, classes=sorted(c for c in scored_classes(doc) if c in wanted),
+                rows=[r for r in doc["rows"] if r["class"] in wanted])
+
+
+def scored_classes(doc):
+    """The category ids an evaluation scored (those of its rows for tables written before they were kept)."""
+    return [int(c) for c in doc["classes"]] if "classes" in doc else sorted({r["class"] for r in doc["rows"]})
+
+
+def on_common_classes(docs):
+    """Tables of match table documents, each on the classes all of them scored (a class that one
+    model was not trained on is left out of every table)."""
+    common = set.intersection(*(set(scored_classes(doc)) for doc in docs))
+    return [Table(only_classes(doc, common) if set(scored_classes(doc)) - common else doc) for doc in docs]
+
+
 def paired_bootstrap(candidate, production, name, resamples=200, seed=0):
     """The difference candidate minus production in metric ``name`` on the same images, and its 95%
     interval from ``resamples`` resamples of the images (each resample scores both models on the

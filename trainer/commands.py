@@ -180,7 +180,9 @@ def _train(dataset, model_dir, backbone, init_checkpoint, init_from, strategy, t
         raise devices.AcceleratorMissing("machine %s: cannot start the %s strategy: %s"
                                          % (machine_type or "(type not given)", chosen, str(error).splitlines()[0]))
     if chief:
+        from trainer import classes
         engine.save_params(params, model_dir, resumed_at=step)
+        classes.save(model_dir, data.names)
     if promise and promise[0] == "tpu":
         import tensorflow as tf
         devices.check_promise(promise, gpus, len(tf.config.list_logical_devices("TPU")), seen, machine_type)
@@ -221,7 +223,7 @@ def _train(dataset, model_dir, backbone, init_checkpoint, init_from, strategy, t
          % (chosen, distribution.num_replicas_in_sync, ", ".join(seen), log))
     progress.start_heartbeat()
     try:
-        with damaged_shards_named(data):
+        with damaged_shards_named(data), disk_full_named(model_dir, step):
             engine.run(params, model_dir, mode, distribution, on_train=progress, on_eval=evaluated,
                        log_dir=os.environ.get("AIP_TENSORBOARD_LOG_DIR"), initialize=initialize)
     finally:
@@ -239,6 +241,24 @@ def _train(dataset, model_dir, backbone, init_checkpoint, init_from, strategy, t
     if chief and aip_model_dir and absolute(aip_model_dir) != model_dir:
         _say("exported the SavedModel to %s" % engine.export(params, latest_checkpoint(model_dir), aip_model_dir))
     return model_dir
+
+
+@contextlib.contextmanager
+def disk_full_named(model_dir, resumed_at):
+    """A full disk under the model dir, at a checkpoint or any other write, ends the training in one
+    line; what the cut save left is removed, and the newest whole checkpoint is kept to resume from."""
+    try:
+        yield
+    except Exception as error:
+        if "No space left on device" not in str(error) and getattr(error, "errno", None) != 28:
+            raise
+        from trainer import engine
+        removed = engine.remove_unfinished_checkpoints(model_dir, resumed_at)
+        kept = engine.latest_step(model_dir)
+        raise TrainerError("no space left on the disk of %s%s; %s. Free some space and run the same command again"
+                           % (model_dir, " (removed the unfinished %s)" % ", ".join(removed) if removed else "",
+                              "its newest whole checkpoint, of step %d, is kept and training resumes from it" % kept
+                              if kept is not None else "it holds no whole checkpoint yet")) from None
 
 
 def keep_step_time(model_dir, progress, final_step, settings):
@@ -412,10 +432,17 @@ def _evaluate(dataset, model_dir, split, num_eval_images, output, which):
     data = dataset_lib.load(dataset)
     trained = engine.load_params(model_dir)
     checkpoint = chosen_checkpoint(model_dir, which)
-    if data.num_classes + 1 > trained.task.model.num_classes:
-        raise TrainerError("%s has class ids up to %d; the model knows %d classes. Convert real photos with "
-                           "--label-map of the synthetic conversion" % (dataset, data.num_classes,
-                                                                        trained.task.model.num_classes - 1))
+    from trainer import classes
+    try:
+        new = classes.new_to_model(classes.model_names(model_dir, trained), trained.task.model.num_classes - 1,
+                                   data.names, dataset)
+    except classes.ClassMismatch as error:
+        raise TrainerError(str(error)) from None
+    if new and len(new) == len(data.names):
+        raise TrainerError("the model knows none of the classes of %s (%s)" % (dataset, ", ".join(sorted(new.values()))))
+    if new:
+        _say("%s holds %d class(es) the model was not trained on (%s): scored on the other %d" % (
+            dataset, len(new), ", ".join(new[i] for i in sorted(new)), len(data.names) - len(new)))
     available = data.images[data.check_split(split)]
     if not available:
         raise TrainerError("the %s split of %s holds no images%s" % (
@@ -433,12 +460,15 @@ def _evaluate(dataset, model_dir, split, num_eval_images, output, which):
     tf.io.gfile.makedirs(scratch)
     with tf.io.gfile.GFile(scratch + "/checkpoint", "w") as f:
         f.write('model_checkpoint_path: "%s"\n' % checkpoint)
+    engine.score_only_classes([i for i in data.names if i not in new] if new else None)
     with damaged_shards_named(data):
         logs = engine.evaluate_checkpoint(params, scratch)
     tf.io.gfile.rmtree(scratch)
     metrics = dict(engine.plain_metrics(logs, data.names), step=engine.step_of(checkpoint), dataset=data.path,
                    split=split, checkpoint=checkpoint, checkpoint_digest=engine.checkpoint_digest(checkpoint),
                    images=engine.images_scored() or count)
+    if new:
+        metrics["classes_new_to_model"] = sorted(new.values())
     metrics["path"] = os.path.join(out_dir, engine.METRICS)
     engine.write_metrics(metrics["path"], {k: v for k, v in metrics.items() if k != "path"})
     table = engine.last_match_table()
@@ -446,7 +476,7 @@ def _evaluate(dataset, model_dir, split, num_eval_images, output, which):
         table.update(dataset=data.path, split=split, checkpoint=checkpoint)
         engine.write_text(os.path.join(out_dir, cocoap.MATCHES), json.dumps(table, separators=(",", ":")) + "\n")
     curves = engine.precision_recall_curves(data.names)
-    without_boxes = sorted(name for name in data.names.values() if name not in curves)
+    without_boxes = sorted(name for i, name in data.names.items() if name not in curves and i not in new)
     if without_boxes:
         metrics["classes_without_eval_boxes"] = without_boxes
     if curves or without_boxes:

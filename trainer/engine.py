@@ -6,6 +6,8 @@ import time
 
 import tensorflow as tf
 
+from trainer import validation
+
 PARAMS = "params.yaml"
 METRICS = "metrics.json"
 HISTORY = "metrics_history.jsonl"
@@ -93,35 +95,6 @@ def controller_class(log_dir, running, model_dir=None, chief=True):
                 checkpoint_path = tf.train.latest_checkpoint(model_dir) if tf.io.gfile.exists(model_dir) else None
             return super().restore_checkpoint(checkpoint_path)
     return Controller
-
-
-def gather_evaluations_across_workers(task, strategy):
-    """Under a multi-worker strategy each worker evaluates its own share of the eval set, and Model
-    Garden's evaluator keeps only its own machine's results: gather every replica's ground truth
-    and detections to every worker, so that each COCO evaluation scores the whole eval set once."""
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return
-    validation_step, aggregate_logs = task.validation_step, task.aggregate_logs
-
-    def gathered_validation_step(inputs, model, metrics=None):
-        logs = validation_step(inputs, model, metrics)
-        name = task.coco_metric.name
-        if name in logs:
-            context = tf.distribute.get_replica_context()
-            with tf.device(inputs[0].device):       # some outputs carry no device, which all_gather needs
-                placed = tf.nest.map_structure(tf.identity, logs[name])
-            logs[name] = tf.nest.map_structure(lambda value: context.all_gather(value, axis=0), placed)
-        return logs
-
-    def first_replica_only(state=None, step_outputs=None):
-        name = task.coco_metric.name
-        if step_outputs and name in step_outputs:       # every local replica holds all of them now
-            step_outputs = dict(step_outputs)
-            step_outputs[name] = tuple({key: values[:1] for key, values in part.items()}
-                                       for part in step_outputs[name])
-        return aggregate_logs(state, step_outputs)
-
-    task.validation_step, task.aggregate_logs = gathered_validation_step, first_replica_only
 
 
 def plain_metrics(logs, names):
@@ -240,6 +213,29 @@ def checkpoint_at(model_dir, step):
     return None
 
 
+def remove_unfinished_checkpoints(model_dir, after_step):
+    """Delete what a save cut short left in ``model_dir`` (a full disk): the ``ckpt-N_temp/`` shards
+    and the ``ckpt-N.*`` files of steps past ``after_step`` that its ``checkpoint`` file does not
+    list. Whole checkpoints, and anything of other names, are left alone. Returns what was removed."""
+    import re
+    state = tf.train.get_checkpoint_state(model_dir) if tf.io.gfile.exists(model_dir) else None
+    whole = {os.path.basename(p) for p in (list(state.all_model_checkpoint_paths) + [state.model_checkpoint_path]
+                                           if state else [])}
+    removed = []
+    for name in sorted(tf.io.gfile.listdir(model_dir)):
+        name = name.rstrip("/")
+        found = re.fullmatch(r"(ckpt-(\d+))(_temp|\.index|\.data-\d+-of-\d+)", name)
+        if not found or found.group(1) in whole or int(found.group(2)) <= (after_step or 0):
+            continue
+        path = os.path.join(model_dir, name)
+        if tf.io.gfile.isdir(path):
+            tf.io.gfile.rmtree(path)
+        else:
+            tf.io.gfile.remove(path)
+        removed.append(name)
+    return removed
+
+
 def keep_best(model_dir, step, metric, value):
     """Copy the checkpoint of ``step`` to MODEL_DIR/best/ if ``value`` beats the best so far, or
     ties it at a later step (the model that learned longer; the training keeps only its newest
@@ -283,6 +279,13 @@ def choose_checkpoint(model_dir, which="latest"):
 
 
 _PRECISION = {}     # the last COCO evaluation's precision table and class ids (for PR curves)
+_SCORED = {"classes": None}     # the category ids the COCO evaluations in this process score (None: all)
+
+
+def score_only_classes(class_ids):
+    """Score the next COCO evaluations in this process on these category ids alone (None: all of
+    the ground truth's): pycocotools matches per image and class, so the others' boxes change nothing."""
+    _SCORED["classes"] = None if class_ids is None else {int(c) for c in class_ids}
 
 
 def images_scored():
@@ -358,7 +361,8 @@ def match_table(coco_eval, min_box_score=0.3):
                       if score >= min_box_score or rank < BOXES_KEPT],
             "gt_boxes": [[round(float(v), 1) for v in coco_eval.cocoGt.anns[i]["bbox"]]
                          for i, ignore in zip(e["gtIds"], gt_ignored) if not ignore]})
-    return {"images": [int(i) for i in p.imgIds], "iou_thresholds": [round(float(t), 2) for t in p.iouThrs],
+    return {"images": [int(i) for i in p.imgIds], "classes": [int(c) for c in p.catIds],
+            "iou_thresholds": [round(float(t), 2) for t in p.iouThrs],
             "max_detections": int(most), "box_min_score": min_box_score, "rows": rows}
 
 
@@ -374,7 +378,12 @@ def enable_per_class_ap():
     from pycocotools import cocoeval
     if getattr(cocoeval.COCOeval, "_per_class_ap", False):
         return
-    summarize = cocoeval.COCOeval.summarize
+    summarize, evaluate = cocoeval.COCOeval.summarize, cocoeval.COCOeval.evaluate
+
+    def evaluate_scored_classes(self):
+        if _SCORED["classes"] is not None:
+            self.params.catIds = [c for c in self.params.catIds if c in _SCORED["classes"]]
+        evaluate(self)
 
     def summarize_with_categories(self):
         summarize(self)
@@ -390,6 +399,7 @@ def enable_per_class_ap():
         self.category_stats = stats
 
     cocoeval.COCOeval.summarize = summarize_with_categories
+    cocoeval.COCOeval.evaluate = evaluate_scored_classes
     cocoeval.COCOeval._per_class_ap = True
 
 
@@ -405,7 +415,8 @@ def run(params, model_dir, mode, strategy, on_train=None, on_eval=None, log_dir=
     from trainer import devices
     with strategy.scope():
         task = task_factory.get_task(params.task, logging_dir=model_dir)
-    gather_evaluations_across_workers(task, strategy)
+    validation.clip_detections_to_the_photo(task)
+    validation.gather_evaluations_across_workers(task, strategy)
     if initialize is not None:
         task.initialize = initialize
     running = []

@@ -84,6 +84,9 @@ def pipeline_leaderboard(work_dir, production_dir, dataset, real_dataset, real_s
             click.echo("   %s" % ", ".join("%s %.4f" % (s, entry["subsets"][s]["value"]) for s in board["subsets"]))
     for skipped in board["skipped"]:
         click.echo("left out %s: %s" % (skipped["run"], skipped["why"]))
+    if board["classes_left_out"]:
+        click.echo("ranked on the classes every model knows: %s left out (some models were not trained on it)"
+                   % ", ".join(board["classes_left_out"]))
     if board["resamples_left_out"]:
         click.echo("%d of %d resamples held no ground-truth box and were left out of the intervals"
                    % (board["resamples_left_out"], board["resamples"] + board["resamples_left_out"]))

@@ -1,6 +1,7 @@
 """The candidate against the production model on the same images: the difference of a COCO
 metric, its 95% interval from a paired bootstrap over the images (``trainer.cocoap``), and the
 verdict, written to RUN_DIR/comparison.json."""
+import json
 import math
 
 from launcher.decide import production as production_lib
@@ -49,6 +50,9 @@ def compare(candidate, production_dir, dataset, real_dataset="", metric="", fold
                   if split in scored}
         result["intervals"] = {"%s.%s" % (split, name): _interval(tables[split], name, resamples)
                                for split in tables for name in sorted(set(REPORTED) | {key})}
+        result.update(_on_shared_classes(tables, candidate, scored, sorted(set(REPORTED) | {key})))
+        if where in result.get("shared_classes", {}):
+            result.update({model: result["shared_classes"][where][model][key] for model in ("candidate", "production")})
         result.update(result["intervals"][metric])
         result["verdict"], result["reason"] = _verdict(result, metric, min_improvement)
         result["better"] = result["verdict"] == "better"
@@ -69,6 +73,11 @@ def _verdict(result, metric, min_improvement):
                                       "there is nothing to compare" % (metric, result["images"]))
     scores = "%s: candidate %.4f, production %.4f; difference %+.4f" % (
         metric, result["candidate"], result["production"], result["difference"])
+    alone = [("the candidate", result.get("classes_candidate_alone")),
+             ("the production model", result.get("classes_production_alone"))]
+    if any(names for _, names in alone):
+        scores += " on the classes both know (%s)" % "; ".join(
+            "%s alone knows %s" % (model, ", ".join(names)) for model, names in alone if names)
     interval = "95%% interval [%+.4f, %+.4f] over %d resamples of %d images" % (
         result["ci95"][0], result["ci95"][1], result["resamples"], result["images"])
     if result["images"] < MIN_IMAGES:
@@ -79,15 +88,33 @@ def _verdict(result, metric, min_improvement):
 
 
 def _tables(candidate_scores, production_scores):
-    """The per-image matches of two evaluations of the same images (``trainer.cocoap`` tables)."""
-    tables = []
+    """The per-image matches of two evaluations of the same images (``trainer.cocoap`` tables), on
+    the classes both scored: a class one model was not trained on is left out of both."""
+    docs = []
     for scores in (candidate_scores, production_scores):
         try:
-            tables.append(cocoap.load(fsutil.read_bytes(scores["matches"])))
+            docs.append(json.loads(fsutil.read_bytes(scores["matches"])))
         except (KeyError, OSError, ValueError) as error:
             raise StepFailed("the per-image matches of an evaluation (%s) cannot be read (%s): evaluate the model "
                              "again with this version" % (scores.get("matches"), error))
-    return tables
+    return cocoap.on_common_classes(docs)
+
+
+def _on_shared_classes(tables, candidate, scored, names):
+    """Where one model was not trained on a class of the data (a new product): the names of the
+    classes each one alone knows, and per split both models' metrics on the classes both know,
+    which the verdict and the report use (pycocotools' numbers with those classes alone)."""
+    alone = {"candidate": set(), "production": set()}
+    for split in tables:
+        alone["candidate"] |= set(scored[split].get("classes_new_to_model") or ())
+        alone["production"] |= set(candidate[split].get("classes_new_to_model") or ())
+    if not alone["candidate"] and not alone["production"]:
+        return {}
+    return {"classes_candidate_alone": sorted(alone["candidate"]),
+            "classes_production_alone": sorted(alone["production"]),
+            "shared_classes": {split: {model: {name: table.metric(name) for name in names}
+                                       for model, table in zip(("candidate", "production"), tables[split])}
+                               for split in tables}}
 
 
 def _interval(tables, key, resamples):

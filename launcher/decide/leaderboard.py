@@ -12,6 +12,7 @@ entries' intervals and their differences from production are paired.
 import datetime
 import hashlib
 import html
+import json
 import os
 import time
 
@@ -187,6 +188,8 @@ def build(work_dir, production_dir, dataset="", real_dataset="", since="", metri
              "real_split": real_split or None, "subsets": real_subsets, "subset_resamples": subset_resamples,
              "resamples": used,
              "resamples_left_out": resamples - used,
+             "classes_left_out": sorted({c for e in entries for scores in e["scores"].values()
+                                         for c in scores.get("classes_new_to_model") or ()}),
              "skipped": [{"run": run, "why": why} for run, why in skipped],
              "images": entries[0]["images"], "since": since or None, "production_dir": production_dir,
              "entries": [{k: e[k] for k in ("rank", "run", "model", "kind", "value", "ci95", "vs_production",
@@ -202,7 +205,7 @@ def build(work_dir, production_dir, dataset="", real_dataset="", since="", metri
 def _resampled(entries, where, key, resamples, seed=0):
     """The tables of ``entries``' scores on ``where``, their images, and ``key`` of each table on one
     set of resamples shared by all, less those that hold no ground truth (pycocotools' -1)."""
-    tables = [cocoap.load(fsutil.read_bytes(e["scores"][where]["matches"])) for e in entries]
+    tables = cocoap.on_common_classes([json.loads(fsutil.read_bytes(e["scores"][where]["matches"])) for e in entries])
     images = sorted(tables[0].images)
     for table, entry in zip(tables, entries):
         if sorted(table.images) != images:
@@ -264,7 +267,9 @@ def _skipped(board):
 
 def _left_out(board):
     left_out = board.get("resamples_left_out") or 0
-    return ("; %d resamples held no ground-truth box and were left out" % left_out) if left_out else ""
+    classes = board.get("classes_left_out") or []
+    return (("; %d resamples held no ground-truth box and were left out" % left_out) if left_out else "") + (
+        ("; ranked on the classes every model knows, without %s" % html.escape(", ".join(classes))) if classes else "")
 
 
 def _subset_note(board):

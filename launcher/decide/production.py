@@ -175,7 +175,8 @@ def _copy_version(candidate_dir, production_dir, name, comparison):
                                  % (name, source, candidate_dir))
     if not fsutil.is_file(_join(target, COMPLETE)):
         fsutil.delete_tree(target)          # what a crashed promotion left of this version
-        files = [os.path.basename(p) for p in tf.io.gfile.glob(latest + ".*")] + ["params.yaml", "metrics.json"]
+        files = [os.path.basename(p) for p in tf.io.gfile.glob(latest + ".*")] + ["params.yaml", "metrics.json",
+                                                                                 "label_map.pbtxt"]
         for file_name in files:
             source = _join(candidate_dir, file_name)
             if fsutil.is_file(source):

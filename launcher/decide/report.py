@@ -116,6 +116,7 @@ def _metric_rows(comparison):
         if not candidate:
             continue
         production = (comparison.get("production_metrics") or {}).get(split) or {}
+        candidate, production = _on_shared_classes(comparison, split, candidate, production)
         for name in ROWS:
             key = "%s.%s" % (split, name)
             interval = intervals.get(key) or {}
@@ -137,8 +138,8 @@ def _subset_rows(comparison):
     for name in sorted(comparison.get("candidate_metrics") or {}):
         if not name.startswith("real:"):
             continue
-        candidate = comparison["candidate_metrics"][name]
-        production = (comparison.get("production_metrics") or {}).get(name) or {}
+        candidate, production = _on_shared_classes(comparison, name, comparison["candidate_metrics"][name],
+                                                   (comparison.get("production_metrics") or {}).get(name) or {})
         cell = "%s.%s" % (name, key)
         interval = intervals.get(cell) or {}
         rows.append("<tr><td>%s</td><td>%s</td>%s%s%s%s</tr>" % (
@@ -147,6 +148,23 @@ def _subset_rows(comparison):
             _cell(cell + ".difference", interval.get("difference"), signed=True),
             _interval_cell(cell + ".ci95", interval.get("ci95"))))
     return rows
+
+
+def _on_shared_classes(comparison, split, candidate, production):
+    """Both models' metrics as compared: on the classes both know, where one was not trained on all."""
+    shared = (comparison.get("shared_classes") or {}).get(split)
+    if not shared:
+        return candidate, production
+    return dict(candidate, **shared["candidate"]), dict(production, **shared["production"])
+
+
+def _classes_note(comparison):
+    alone = [(who, comparison.get("classes_%s_alone" % who)) for who in ("candidate", "production")]
+    if not any(names for _, names in alone):
+        return ""
+    return ("<p id=\"classes-alone\">Compared on the classes both models know: %s. Each model's scores on all "
+            "of its classes are in comparison.json.</p>" % _e("; ".join(
+                "the %s alone knows %s" % (who, ", ".join(names)) for who, names in alone if names)))
 
 
 def _subsets(comparison):
@@ -181,6 +199,8 @@ def class_rows(comparison):
         candidate, production = value(decides, name, "candidate"), value(decides, name, "production")
         if candidate is not None and production is not None and 0 <= candidate < production:
             flags.append('<span class="flag" data-flag="worse">worse than production</span>')
+        if name in (comparison.get("classes_candidate_alone") or ()):
+            flags.append('<span class="gap" data-flag="new">new: production was not trained on it</span>')
         if name in gaps and gaps[name] in largest:
             flags.append('<span class="gap" data-flag="gap">large synthetic-to-real gap</span>')
         cells = "".join(_cell("class.%s.%s.%s" % (name, split, model), value(split, name, model))
@@ -345,6 +365,7 @@ def render(comparison, promotion, candidate_dir, run="", folder=""):
             style, _e(comparison.get("verdict")), _e(sentence), _e(command)),
         "<h2>Metrics</h2><table id=\"metrics\"><tr><th>metric</th><th>candidate</th><th>production</th>"
         "<th>difference</th><th>95%% interval</th></tr>%s</table>" % "".join(_metric_rows(comparison)),
+        _classes_note(comparison),
         "<p>Intervals: a paired bootstrap over the images, both models scored on the same resample each time; "
         "the detections and pycocotools' matching are computed once.</p>",
         _subsets(comparison),
