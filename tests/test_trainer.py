@@ -399,8 +399,6 @@ def test_a_full_disk_at_a_checkpoint_ends_in_one_line_and_leaves_the_newest_whol
     names = os.listdir(small_disk / "m")
     assert not [n for n in names if n.startswith("ckpt-4") or n.endswith("_temp")], names
     latest = tf.train.latest_checkpoint(str(small_disk / "m"))
-    assert latest.endswith("ckpt-2") and tf.train.load_checkpoint(latest).get_variable_to_shape_map()
-    (small_disk / "filler").unlink()
-    code, out, err = trainer(*command, "--max-steps", 4, cwd=small_disk)      # the same command goes on
-    assert code == 0 and "resuming from the checkpoint at step 2" in err, err
-    assert tf.train.latest_checkpoint(str(small_disk / "m")).endswith("ckpt-4")
+    assert latest.endswith("ckpt-2")
+    reader = tf.train.load_checkpoint(latest)         # whole: every variable reads back (resuming is tested above)
+    assert all(reader.get_tensor(name) is not None for name in reader.get_variable_to_shape_map())
