@@ -116,7 +116,7 @@ def _metric_rows(comparison):
         if not candidate:
             continue
         production = (comparison.get("production_metrics") or {}).get(split) or {}
-        candidate, production = _on_shared_classes(comparison, split, candidate, production)
+        candidate, production = _as_compared(comparison, split, candidate, production)
         for name in ROWS:
             key = "%s.%s" % (split, name)
             interval = intervals.get(key) or {}
@@ -138,7 +138,7 @@ def _subset_rows(comparison):
     for name in sorted(comparison.get("candidate_metrics") or {}):
         if not name.startswith("real:"):
             continue
-        candidate, production = _on_shared_classes(comparison, name, comparison["candidate_metrics"][name],
+        candidate, production = _as_compared(comparison, name, comparison["candidate_metrics"][name],
                                                    (comparison.get("production_metrics") or {}).get(name) or {})
         cell = "%s.%s" % (name, key)
         interval = intervals.get(cell) or {}
@@ -150,7 +150,7 @@ def _subset_rows(comparison):
     return rows
 
 
-def _on_shared_classes(comparison, split, candidate, production):
+def _as_compared(comparison, split, candidate, production):
     """Both models' metrics as compared: on the classes both know, where one was not trained on all."""
     shared = (comparison.get("shared_classes") or {}).get(split)
     if not shared:
