@@ -8,6 +8,8 @@ drawn, and the precision-recall curves are accumulated as ``COCOeval.accumulate`
 image counted once, the numbers are pycocotools' own. Needs numpy only.
 """
 import json
+import math
+import statistics
 
 import numpy as np
 
@@ -153,31 +155,87 @@ def on_common_classes(docs):
     return [Table(only_classes(doc, common) if set(scored_classes(doc)) - common else doc) for doc in docs]
 
 
+# Below this many images the interval's standard error is the larger of the bootstrap's and the
+# jackknife's (2 metric evaluations per image): from few images the bootstrap's alone is too small.
+JACKKNIFE_BELOW = 100
+
+
 def paired_bootstrap(candidate, production, name, resamples=200, seed=0):
     """The difference candidate minus production in metric ``name`` on the same images, and its 95%
-    interval from ``resamples`` resamples of the images (each resample scores both models on the
-    same draw). Returns {"difference", "ci95", "resamples", "images"}; ``ci95`` is None when no
+    interval (``interval``) from ``resamples`` resamples of the images, each scoring both models on
+    the same draw. Returns {"difference", "ci95", "resamples", "images"}; ``ci95`` is None when no
     resample holds ground truth to score."""
+    estimate, differences, left_out, images = paired_resamples(candidate, production, name, resamples, seed)
+    return {"difference": estimate, "ci95": interval(estimate, differences, images, left_out, (-1, 1)),
+            "resamples": len(differences), "images": images}
+
+
+def paired_resamples(candidate, production, name, resamples=200, seed=0):
+    """The difference in ``name`` between two evaluations of the same images, on all of them, on
+    each of ``resamples`` draws and, below JACKKNIFE_BELOW images, with each image left out (else
+    None); and the number of images."""
     images = sorted(set(candidate.images))
     if images != sorted(set(production.images)):
         raise ValueError("the two evaluations scored different images (%d and %d); score both on the same data"
                          % (len(candidate.images), len(production.images)))
-    difference = candidate.metric(name) - production.metric(name)
-    rng = np.random.default_rng(seed)
-    differences = []
-    for _ in range(resamples):
-        counts = np.bincount(rng.integers(0, len(images), len(images)), minlength=len(images))
+
+    def difference(counts):
         a = candidate.metric(name, candidate.weights(counts, images))
         b = production.metric(name, production.weights(counts, images))
-        if a >= 0 and b >= 0:
-            differences.append(a - b)
-    return {"difference": float(difference), "ci95": percentile_interval(differences),
-            "resamples": len(differences), "images": len(images)}
+        return a - b if a >= 0 and b >= 0 else None
+
+    left_out = leave_one_out(difference, len(images)) if len(images) < JACKKNIFE_BELOW else None
+    estimate = float(candidate.metric(name) - production.metric(name))
+    return estimate, resampled(difference, len(images), resamples, seed), left_out, len(images)
 
 
-def percentile_interval(values):
-    """The 95% percentile interval of bootstrap ``values``, or None with no value to take it from."""
-    return [float(v) for v in np.percentile(values, [2.5, 97.5])] if len(values) else None
+def draws(images, resamples, seed=0):
+    """``resamples`` bootstrap draws of ``images`` images: how often each image is drawn."""
+    rng = np.random.default_rng(seed)
+    return [np.bincount(rng.integers(0, images, images), minlength=images) for _ in range(resamples)]
+
+
+def resampled(statistic, images, resamples, seed=0):
+    """``statistic(counts)`` on each bootstrap draw, less those where it is None (no ground truth)."""
+    values = (statistic(counts) for counts in draws(images, resamples, seed))
+    return np.array([v for v in values if v is not None], dtype=float)
+
+
+def leave_one_out(statistic, images):
+    """``statistic(counts)`` with each image left out in turn (the jackknife), less the None ones."""
+    values = (statistic(np.arange(images) != i) for i in range(images))
+    return np.array([v for v in values if v is not None], dtype=float)
+
+
+def interval(estimate, resampled_values, images, left_out=None, bounds=(0, 1)):
+    """The 95% studentized interval ``estimate`` ± t(images - 1) x SE, within ``bounds``, or None with
+    no resampled value. SE is the bootstrap's standard deviation scaled by sqrt(n / (n - 1)), the
+    variance a bootstrap leaves out, and at least the jackknife's SE from ``left_out`` when given.
+    The percentile interval it replaces said "better" of identical models 4-6% of the time from 10
+    images and 3.6-4.2% from 20, where it promises 2.5% (tests/test_interval.py holds the simulation)."""
+    if not len(resampled_values):
+        return None
+    se = 0.0
+    if images > 1 and len(resampled_values) > 1:
+        se = float(np.std(resampled_values, ddof=1)) * math.sqrt(images / (images - 1.0))
+    if left_out is not None and len(left_out) > 1:
+        m = len(left_out)
+        se = max(se, math.sqrt((m - 1.0) / m * float(((left_out - left_out.mean()) ** 2).sum())))
+    half = t_quantile(0.975, images - 1) * se if se > 0 else 0.0
+    return [float(min(max(estimate - half, bounds[0]), bounds[1])), float(min(max(estimate + half, bounds[0]), bounds[1]))]
+
+
+def t_quantile(p, df):
+    """Student's t quantile at ``p`` for ``df`` degrees of freedom: exact for 1 and 2, else the
+    Cornish-Fisher expansion around the normal quantile (within 0.004 of the exact value at 3, 0.001 from 4)."""
+    if df == 1:
+        return math.tan(math.pi * (p - 0.5))
+    if df == 2:
+        return (2 * p - 1) / math.sqrt(2 * p * (1 - p))
+    z = statistics.NormalDist().inv_cdf(p)
+    return (z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
+            + (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / (384 * df ** 3)
+            + (79 * z ** 9 + 776 * z ** 7 + 1482 * z ** 5 - 1920 * z ** 3 - 945 * z) / (92160 * df ** 4))
 
 
 def verdict(ci95, min_improvement=0.0):

@@ -204,33 +204,51 @@ def build(work_dir, production_dir, dataset="", real_dataset="", since="", metri
 
 def _resampled(entries, where, key, resamples, seed=0):
     """The tables of ``entries``' scores on ``where``, their images, and ``key`` of each table on one
-    set of resamples shared by all, less those that hold no ground truth (pycocotools' -1)."""
+    set of resamples shared by all and, from few images, with each image left out in turn: both less
+    those that hold no ground truth (pycocotools' -1)."""
     tables = cocoap.on_common_classes([json.loads(fsutil.read_bytes(e["scores"][where]["matches"])) for e in entries])
     images = sorted(tables[0].images)
     for table, entry in zip(tables, entries):
         if sorted(table.images) != images:
             raise StepFailed("%s was scored on other images than %s" % (entry["run"], entries[0]["run"]))
-    rng = np.random.default_rng(seed)
-    draws = [np.bincount(rng.integers(0, len(images), len(images)), minlength=len(images)) for _ in range(resamples)]
-    values = np.array([[t.metric(key, t.weights(c, images)) for c in draws] for t in tables])
-    scored = (values >= 0).all(axis=0)      # pycocotools' -1: no ground truth in this resample
-    return tables, images, values[:, scored]
+
+    def scored(weights):
+        values = np.array([[t.metric(key, t.weights(w, images)) for w in weights] for t in tables])
+        return values[:, (values >= 0).all(axis=0)] if values.size else values.reshape(len(tables), 0)
+
+    left_out = None
+    if len(images) < cocoap.JACKKNIFE_BELOW:
+        left_out = scored([np.arange(len(images)) != i for i in range(len(images))])
+    return tables, images, scored(cocoap.draws(len(images), resamples, seed)), left_out
+
+
+def _value_and_difference(tables, values, left_out, i, production, key):
+    """Entry ``i``'s 95% interval, and its paired difference from the production entry (None for
+    production itself or without one)."""
+    images = len(tables[i].images)
+    value = tables[i].metric(key)
+    own = cocoap.interval(value, values[i], images, None if left_out is None else left_out[i])
+    if production is None or i == production:
+        return own, None
+    difference = value - tables[production].metric(key)
+    ci95 = cocoap.interval(difference, values[i] - values[production], images,
+                           None if left_out is None else left_out[i] - left_out[production], (-1, 1))
+    return own, {"difference": difference, "ci95": ci95, "verdict": cocoap.verdict(ci95)}
+
+
+def _production_index(entries):
+    return next((i for i, e in enumerate(entries) if e["kind"] == "production"), None)
 
 
 def _subset_intervals(entries, where, key, resamples):
     """Each entry's ``key`` on a subset, its interval and its paired difference from production;
     returns the resamples used."""
-    tables, images, values = _resampled(entries, where, key, resamples)
-    production = [i for i, e in enumerate(entries) if e["kind"] == "production"]
+    tables, images, values, left_out = _resampled(entries, where, key, resamples)
+    production = _production_index(entries)
     for i, (table, entry) in enumerate(zip(tables, entries)):
-        vs = None
-        if production and i != production[0] and values.shape[1]:
-            ci95 = cocoap.percentile_interval(values[i] - values[production[0]])
-            vs = {"difference": table.metric(key) - tables[production[0]].metric(key), "ci95": ci95,
-                  "verdict": cocoap.verdict(ci95)}
+        ci95, vs = _value_and_difference(tables, values, left_out, i, production, key)
         entry.setdefault("subsets", {})[where[len(SUBSET):]] = {
-            "value": table.metric(key), "images": len(images), "vs_production": vs,
-            "ci95": cocoap.percentile_interval(values[i]) if values.shape[1] else None}
+            "value": table.metric(key), "images": len(images), "vs_production": vs, "ci95": ci95}
     return int(values.shape[1])
 
 
@@ -238,20 +256,15 @@ def _intervals(entries, metric, resamples, seed=0):
     """Each entry's value, its 95% interval and its paired difference from production, over one
     set of resamples shared by all."""
     where, _, key = metric.partition(".")
-    tables, images, values = _resampled(entries, where, key, resamples, seed)
-    production = [i for i, e in enumerate(entries) if e["kind"] == "production"]
+    tables, images, values, left_out = _resampled(entries, where, key, resamples, seed)
+    production = _production_index(entries)
     for i, (table, entry) in enumerate(zip(tables, entries)):
         entry.setdefault("subsets", {})
         entry["value"] = table.metric(key)
-        entry["ci95"] = cocoap.percentile_interval(values[i])
+        entry["ci95"], entry["vs_production"] = _value_and_difference(tables, values, left_out, i, production, key)
         entry["images"] = len(images)
         entry["per_class"] = {split: (entry["scores"][split].get("per_class_AP") or {}) for split in entry["scores"]
                               if not split.startswith(SUBSET)}
-        entry["vs_production"] = None
-        if production and i != production[0]:
-            ci95 = cocoap.percentile_interval(values[i] - values[production[0]])
-            entry["vs_production"] = {"difference": entry["value"] - tables[production[0]].metric(key),
-                                      "ci95": ci95, "verdict": cocoap.verdict(ci95)}
     return int(values.shape[1])
 
 
