@@ -201,9 +201,14 @@ def resampled(statistic, images, resamples, seed=0):
     return np.array([v for v in values if v is not None], dtype=float)
 
 
+def left_out(images):
+    """The jackknife's weightings of ``images`` images: each image left out in turn."""
+    return [np.arange(images) != i for i in range(images)]
+
+
 def leave_one_out(statistic, images):
-    """``statistic(counts)`` with each image left out in turn (the jackknife), less the None ones."""
-    values = (statistic(np.arange(images) != i) for i in range(images))
+    """``statistic(counts)`` on each of ``left_out``'s weightings, less the None ones."""
+    values = (statistic(counts) for counts in left_out(images))
     return np.array([v for v in values if v is not None], dtype=float)
 
 

@@ -203,9 +203,9 @@ def build(work_dir, production_dir, dataset="", real_dataset="", since="", metri
 
 
 def _resampled(entries, where, key, resamples, seed=0):
-    """The tables of ``entries``' scores on ``where``, their images, and ``key`` of each table on one
-    set of resamples shared by all and, from few images, with each image left out in turn: both less
-    those that hold no ground truth (pycocotools' -1)."""
+    """The tables of ``entries``' scores on ``where``, their images, and ``key`` of each table: on
+    all the images, on one set of resamples shared by all and, from few images, with each image left
+    out in turn; the last two less those that hold no ground truth (pycocotools' -1)."""
     tables = cocoap.on_common_classes([json.loads(fsutil.read_bytes(e["scores"][where]["matches"])) for e in entries])
     images = sorted(tables[0].images)
     for table, entry in zip(tables, entries):
@@ -216,21 +216,18 @@ def _resampled(entries, where, key, resamples, seed=0):
         values = np.array([[t.metric(key, t.weights(w, images)) for w in weights] for t in tables])
         return values[:, (values >= 0).all(axis=0)] if values.size else values.reshape(len(tables), 0)
 
-    left_out = None
-    if len(images) < cocoap.JACKKNIFE_BELOW:
-        left_out = scored([np.arange(len(images)) != i for i in range(len(images))])
-    return tables, images, scored(cocoap.draws(len(images), resamples, seed)), left_out
+    left_out = scored(cocoap.left_out(len(images))) if len(images) < cocoap.JACKKNIFE_BELOW else None
+    return ([t.metric(key) for t in tables], images, scored(cocoap.draws(len(images), resamples, seed)),
+            left_out)
 
 
-def _value_and_difference(tables, values, left_out, i, production, key):
+def _value_and_difference(full, values, left_out, i, production, images):
     """Entry ``i``'s 95% interval, and its paired difference from the production entry (None for
     production itself or without one)."""
-    images = len(tables[i].images)
-    value = tables[i].metric(key)
-    own = cocoap.interval(value, values[i], images, None if left_out is None else left_out[i])
+    own = cocoap.interval(full[i], values[i], images, None if left_out is None else left_out[i])
     if production is None or i == production:
         return own, None
-    difference = value - tables[production].metric(key)
+    difference = full[i] - full[production]
     ci95 = cocoap.interval(difference, values[i] - values[production], images,
                            None if left_out is None else left_out[i] - left_out[production], (-1, 1))
     return own, {"difference": difference, "ci95": ci95, "verdict": cocoap.verdict(ci95)}
@@ -243,12 +240,12 @@ def _production_index(entries):
 def _subset_intervals(entries, where, key, resamples):
     """Each entry's ``key`` on a subset, its interval and its paired difference from production;
     returns the resamples used."""
-    tables, images, values, left_out = _resampled(entries, where, key, resamples)
+    full, images, values, left_out = _resampled(entries, where, key, resamples)
     production = _production_index(entries)
-    for i, (table, entry) in enumerate(zip(tables, entries)):
-        ci95, vs = _value_and_difference(tables, values, left_out, i, production, key)
+    for i, entry in enumerate(entries):
+        ci95, vs = _value_and_difference(full, values, left_out, i, production, len(images))
         entry.setdefault("subsets", {})[where[len(SUBSET):]] = {
-            "value": table.metric(key), "images": len(images), "vs_production": vs, "ci95": ci95}
+            "value": full[i], "images": len(images), "vs_production": vs, "ci95": ci95}
     return int(values.shape[1])
 
 
@@ -256,12 +253,13 @@ def _intervals(entries, metric, resamples, seed=0):
     """Each entry's value, its 95% interval and its paired difference from production, over one
     set of resamples shared by all."""
     where, _, key = metric.partition(".")
-    tables, images, values, left_out = _resampled(entries, where, key, resamples, seed)
+    full, images, values, left_out = _resampled(entries, where, key, resamples, seed)
     production = _production_index(entries)
-    for i, (table, entry) in enumerate(zip(tables, entries)):
+    for i, entry in enumerate(entries):
         entry.setdefault("subsets", {})
-        entry["value"] = table.metric(key)
-        entry["ci95"], entry["vs_production"] = _value_and_difference(tables, values, left_out, i, production, key)
+        entry["value"] = full[i]
+        entry["ci95"], entry["vs_production"] = _value_and_difference(full, values, left_out, i, production,
+                                                                      len(images))
         entry["images"] = len(images)
         entry["per_class"] = {split: (entry["scores"][split].get("per_class_AP") or {}) for split in entry["scores"]
                               if not split.startswith(SUBSET)}

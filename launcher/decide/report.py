@@ -139,7 +139,7 @@ def _subset_rows(comparison):
         if not name.startswith("real:"):
             continue
         candidate, production = _as_compared(comparison, name, comparison["candidate_metrics"][name],
-                                                   (comparison.get("production_metrics") or {}).get(name) or {})
+                                             (comparison.get("production_metrics") or {}).get(name) or {})
         cell = "%s.%s" % (name, key)
         interval = intervals.get(cell) or {}
         rows.append("<tr><td>%s</td><td>%s</td>%s%s%s%s</tr>" % (
